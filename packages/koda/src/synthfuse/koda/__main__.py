@@ -1,0 +1,5 @@
+"""``python -m synthfuse.koda`` is ``synthfuse koda``."""
+
+from synthfuse.koda.cli import main
+
+raise SystemExit(main())
