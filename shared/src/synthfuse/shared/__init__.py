@@ -6,9 +6,65 @@ Public API
   :func:`atomic_write_text`.
 - :mod:`synthfuse.shared.cli`: the ``synthfuse`` command; :mod:`synthfuse.shared.demo`: the
   demo runner.
+- :mod:`synthfuse.shared.backend`: :func:`get_namespace` (numpy / torch / jax dispatch),
+  :class:`ArrayNamespace`, :func:`import_optional`.
+- :mod:`synthfuse.shared.manifold`: :class:`Manifold`, :class:`Euclidean`, :class:`Sphere`,
+  :class:`PoincareBall` (numpy, torch and jax arrays).
+- torch only, imported on first use (``from synthfuse.shared import RiemannianAdam`` imports
+  torch; ``import synthfuse.shared`` never does): :mod:`synthfuse.shared.optim`:
+  :class:`RiemannianSGD`, :class:`RiemannianAdam`; :mod:`synthfuse.shared.params`:
+  :func:`flatten`, :func:`unflatten`, :func:`unflatten_dict`, :func:`project_layer_tangent`,
+  :func:`interpolate`.
+- imported on first use (they load torch, or POT which loads torch/jax when installed):
+  :mod:`synthfuse.shared.ntk`: :func:`empirical_ntk`, :func:`empirical_ntk_jax`,
+  :func:`ntk_distance`; :mod:`synthfuse.shared.ot`: :func:`coupling`, :func:`w2`,
+  :func:`gaussian_w2`, :func:`barycentric_projection`, :func:`match_units`.
 """
 
-from synthfuse.shared.__about__ import __version__
-from synthfuse.shared.io import atomic_open, atomic_write_bytes, atomic_write_text
+import importlib
 
-__all__ = ["__version__", "atomic_open", "atomic_write_bytes", "atomic_write_text"]
+from synthfuse.shared.__about__ import __version__
+from synthfuse.shared.backend import ArrayNamespace, get_namespace, import_optional
+from synthfuse.shared.io import atomic_open, atomic_write_bytes, atomic_write_text
+from synthfuse.shared.manifold import Euclidean, Manifold, PoincareBall, Sphere
+
+# Public names that need torch or jax: {name: module}, imported by __getattr__ on first use.
+_LAZY = {
+    "RiemannianAdam": "synthfuse.shared.optim",
+    "RiemannianSGD": "synthfuse.shared.optim",
+    "flatten": "synthfuse.shared.params",
+    "interpolate": "synthfuse.shared.params",
+    "project_layer_tangent": "synthfuse.shared.params",
+    "unflatten": "synthfuse.shared.params",
+    "unflatten_dict": "synthfuse.shared.params",
+    "empirical_ntk": "synthfuse.shared.ntk",
+    "empirical_ntk_jax": "synthfuse.shared.ntk",
+    "ntk_distance": "synthfuse.shared.ntk",
+    "barycentric_projection": "synthfuse.shared.ot",
+    "coupling": "synthfuse.shared.ot",
+    "gaussian_w2": "synthfuse.shared.ot",
+    "match_units": "synthfuse.shared.ot",
+    "w2": "synthfuse.shared.ot",
+}
+
+__all__ = [
+    "__version__", "atomic_open", "atomic_write_bytes", "atomic_write_text",
+    "ArrayNamespace", "get_namespace", "import_optional",
+    "Euclidean", "Manifold", "PoincareBall", "Sphere",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'synthfuse.shared' has no attribute {name!r}")
+    try:
+        module = importlib.import_module(_LAZY[name])
+    except ModuleNotFoundError as err:
+        if err.name in ("torch", "jax"):
+            raise ImportError(
+                f"synthfuse.shared.{name} needs {err.name}; install it with "
+                f"`pip install 'synthfuse-shared[{err.name}]'`"
+            ) from err
+        raise
+    return getattr(module, name)
