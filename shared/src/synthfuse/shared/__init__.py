@@ -19,6 +19,11 @@ Public API
   :mod:`synthfuse.shared.ntk`: :func:`empirical_ntk`, :func:`empirical_ntk_jax`,
   :func:`ntk_distance`; :mod:`synthfuse.shared.ot`: :func:`coupling`, :func:`w2`,
   :func:`gaussian_w2`, :func:`barycentric_projection`, :func:`match_units`.
+- torch only, imported on first use: :mod:`synthfuse.shared.distributed` (data parallelism for
+  plain models): :func:`init_distributed`, :class:`DistributedEnv`, :func:`apply_fsdp`,
+  :func:`apply_ddp`, :func:`seed_everything`, :class:`ResumableSampler`,
+  :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`latest_checkpoint`,
+  :func:`measure_memory`, :func:`zero_memory`, :func:`spawn_local` and helpers.
 """
 
 import importlib
@@ -45,6 +50,28 @@ _LAZY = {
     "gaussian_w2": "synthfuse.shared.ot",
     "match_units": "synthfuse.shared.ot",
     "w2": "synthfuse.shared.ot",
+    "CheckpointInfo": "synthfuse.shared.distributed",
+    "DistributedEnv": "synthfuse.shared.distributed",
+    "MemoryBreakdown": "synthfuse.shared.distributed",
+    "ResumableSampler": "synthfuse.shared.distributed",
+    "all_reduce_mean": "synthfuse.shared.distributed",
+    "apply_ddp": "synthfuse.shared.distributed",
+    "apply_fsdp": "synthfuse.shared.distributed",
+    "barrier": "synthfuse.shared.distributed",
+    "choose_backend": "synthfuse.shared.distributed",
+    "count_parameters": "synthfuse.shared.distributed",
+    "destroy_distributed": "synthfuse.shared.distributed",
+    "init_distributed": "synthfuse.shared.distributed",
+    "latest_checkpoint": "synthfuse.shared.distributed",
+    "load_checkpoint": "synthfuse.shared.distributed",
+    "measure_memory": "synthfuse.shared.distributed",
+    "optimizer_states_per_param": "synthfuse.shared.distributed",
+    "rank_logger": "synthfuse.shared.distributed",
+    "rank_seed": "synthfuse.shared.distributed",
+    "save_checkpoint": "synthfuse.shared.distributed",
+    "seed_everything": "synthfuse.shared.distributed",
+    "spawn_local": "synthfuse.shared.distributed",
+    "zero_memory": "synthfuse.shared.distributed",
 }
 
 __all__ = [

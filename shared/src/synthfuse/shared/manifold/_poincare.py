@@ -169,10 +169,19 @@ class PoincareBall(Manifold):
         return (2.0 / self._lambda(nx, x)) * artanhc(nx, z) * w
 
     def dist(self, x: Array, y: Array, *, keepdims: bool = False) -> Array:
-        r""":math:`\frac{2}{\sqrt{c}}\operatorname{artanh}(\sqrt{c}\,\|{-x} \oplus_c y\|)`."""
+        r""":math:`\frac{2}{\sqrt{c}}\operatorname{artanh}(\sqrt{c}\,\|{-x} \oplus_c y\|)`.
+
+        Evaluated through the identity (Ungar 2008)
+        :math:`\|{-x} \oplus_c y\| = \|x - y\| / \sqrt{1 - 2c\langle x, y\rangle + c^2\|x\|^2\|y\|^2}`,
+        which is symmetric in ``x`` and ``y`` term by term, so ``dist(x, y) == dist(y, x)``
+        bit for bit even near the boundary, where the Möbius sum loses digits.
+        """
         nx = self._ns(x, y)
-        z = self._scaled_artanh_arg(nx, self._mobius_add(nx, -x, y))
-        return self._squeeze(2.0 / math.sqrt(self.c) * nx.arctanh(z), keepdims)
+        c = self.c
+        xy, x2, y2 = nx.sum(x * y), nx.sum(x * x), nx.sum(y * y)
+        den = nx.sqrt(nx.clip(1.0 - 2.0 * c * xy + c * c * x2 * y2, nx.eps(xy) ** 2, None))
+        z = nx.clip(math.sqrt(c) * nx.norm(x - y) / den, None, 1.0 - nx.eps(xy))
+        return self._squeeze(2.0 / math.sqrt(c) * nx.arctanh(z), keepdims)
 
     def transp(self, x: Array, y: Array, v: Array) -> Array:
         r""":math:`\frac{\lambda^c_x}{\lambda^c_y}\operatorname{gyr}[y, -x]\, v`."""
