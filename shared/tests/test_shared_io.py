@@ -25,3 +25,10 @@ def test_shared_atomic_open_rejects_append(tmp_path):
     with pytest.raises(ValueError, match="whole files"):
         with atomic_open(tmp_path / "x", "a"):
             pass
+
+
+def test_shared_atomic_write_has_the_mode_of_a_plain_open(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic = atomic_write_text(tmp_path / "atomic.txt", "x")
+    assert atomic.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
