@@ -1,0 +1,5 @@
+"""``python -m synthfuse.koda.train --config configs/koda_tiny.yaml`` is ``synthfuse koda train``."""
+
+from synthfuse.koda.train.command import main
+
+raise SystemExit(main())

@@ -1,0 +1,313 @@
+"""The training configuration: YAML validated into dataclasses (unknown keys are errors).
+
+Layout of the YAML file (every section and key is optional; defaults below)::
+
+    model:  {d_model, n_layers, n_heads, d_ff, n_experts, moe_every, router_temperature,
+             capacity_factor, ball_dim, curvature, ball_layer, structural_bias, max_len,
+             rope_base, init}                      # KodaModelConfig minus vocab_size
+    data:   {n_programs, seed, val_fraction, signature_prob, max_identifiers}
+    loss:   {ce: {enabled, weight}, balance: {enabled, weight},
+             structure: {enabled, weight, scale},
+             wgan: {enabled, weight, lambda_gp, n_critic, critic_lr, critic_channels,
+                    gumbel_temperature}}
+    optim:  {name, lr, weight_decay, momentum, betas, warmup_steps, min_lr_ratio, grad_clip,
+             kfac: {enabled, damping, ema_decay, inv_update_period, kl_clip}}
+    comm:   {world_size, torus_k, torus_n, alpha, beta, gamma, beta_byte, step_seconds, delayed}
+    train:  {steps, batch_size, log_every, eval_every, checkpoint_every, out_dir, seed, device,
+             progress}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from synthfuse.koda.model.transformer import KodaModelConfig
+
+__all__ = [
+    "CommConfig", "DataConfig", "KFACConfig", "LossConfig", "OptimConfig", "RunConfig", "TermConfig",
+    "TrainConfig", "WGANConfig", "StructureConfig", "load_config",
+]
+
+
+def _model_defaults() -> dict:
+    return {f.name: f.default for f in dataclasses.fields(KodaModelConfig) if f.name != "vocab_size"}
+
+
+@dataclass
+class DataConfig:
+    """Training corpus from :func:`synthfuse.koda.data.generate`.
+
+    ``signature_prob``: fraction of prompts that also state the entry function's header.
+    ``max_identifiers``: identifier vocabulary of the tokenizer (most frequent first).
+    """
+
+    n_programs: int = 4000
+    seed: int = 0
+    val_fraction: float = 0.05
+    signature_prob: float = 0.5
+    max_identifiers: int = 128
+
+
+@dataclass
+class TermConfig:
+    """A loss term that can be switched off."""
+
+    enabled: bool = True
+    weight: float = 1.0
+
+
+@dataclass
+class StructureConfig(TermConfig):
+    """Hyperbolic structure loss; ``scale``: ball distance per AST edge."""
+
+    weight: float = 0.1
+    scale: float = 0.3
+
+
+@dataclass
+class WGANConfig(TermConfig):
+    """WGAN-GP critic on hidden-state sequences (Gulrajani et al. 2017: λ = 10, n_critic = 5)."""
+
+    weight: float = 0.05
+    lambda_gp: float = 10.0
+    n_critic: int = 5
+    critic_lr: float = 1e-4
+    critic_channels: int = 64
+    gumbel_temperature: float = 1.0
+
+
+@dataclass
+class LossConfig:
+    ce: TermConfig = field(default_factory=TermConfig)
+    balance: TermConfig = field(default_factory=lambda: TermConfig(True, 0.01))
+    structure: StructureConfig = field(default_factory=StructureConfig)
+    wgan: WGANConfig = field(default_factory=WGANConfig)
+
+
+@dataclass
+class KFACConfig:
+    """:class:`synthfuse.koda.optim.KFAC` settings (``enabled: false`` for the plain optimizer)."""
+
+    enabled: bool = False
+    damping: float = 1e-3
+    ema_decay: float = 0.95
+    inv_update_period: int = 10
+    kl_clip: float = 1e-3
+
+
+@dataclass
+class OptimConfig:
+    """``name``: ``adamw`` or ``sgd`` (momentum); linear warm-up then cosine decay to ``min_lr_ratio * lr``."""
+
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    momentum: float = 0.9
+    betas: tuple = (0.9, 0.98)
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    kfac: KFACConfig = field(default_factory=KFACConfig)
+
+
+@dataclass
+class CommConfig:
+    """Deployment the communication plan is made for (:mod:`synthfuse.koda.topology_model`).
+
+    ``world_size`` ranks (or a ``torus_k``-ary ``torus_n``-cube when both are set); link costs
+    ``alpha, beta, gamma, beta_byte`` (s, s/hop, s/queued message, s/byte); ``step_seconds``:
+    compute time of one step. With ``delayed: true`` gradients are applied ``tau`` steps late
+    with the learning rate scaled for stability, as when the all-reduce overlaps later steps.
+    """
+
+    world_size: int = 1
+    torus_k: int = 0
+    torus_n: int = 0
+    alpha: float = 5e-5
+    beta: float = 1e-6
+    gamma: float = 0.0
+    beta_byte: float = 1e-9
+    step_seconds: float = 1.0
+    delayed: bool = False
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 600
+    batch_size: int = 16
+    log_every: int = 10
+    eval_every: int = 100
+    checkpoint_every: int = 100
+    out_dir: str = "runs/koda_tiny"
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+
+@dataclass
+class RunConfig:
+    """The whole training run."""
+
+    model: dict = field(default_factory=_model_defaults)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    comm: CommConfig = field(default_factory=CommConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def model_config(self, vocab_size: int) -> KodaModelConfig:
+        """The model's hyper-parameters for a tokenizer of ``vocab_size``."""
+        return KodaModelConfig(vocab_size=vocab_size, **self.model)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (YAML/checkpoint form); ``betas`` becomes a list."""
+        out = dataclasses.asdict(self)
+        out["optim"]["betas"] = list(self.optim.betas)
+        return out
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false, got {value!r}")
+    elif hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where} must be an integer, got {value!r}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{where} must be a finite number, got {value!r}")
+        value = float(value)
+    elif hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where} must be a string, got {value!r}")
+    elif hint is tuple:
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise ValueError(f"{where} must be a list of numbers, got {value!r}")
+        value = tuple(float(v) for v in value)
+    return value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{where or 'config'} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ValueError(f"unknown config key(s) {[prefix + k for k in unknown]}; "
+                         f"known keys{' of ' + where if where else ''}: {known}")
+    kwargs = {}
+    for name, value in data.items():
+        path = f"{where}.{name}" if where else name
+        hint = hints[name]
+        if cls is RunConfig and name == "model":
+            kwargs[name] = _build_model(value)
+        elif dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, path)
+        else:
+            kwargs[name] = _check_type(value, hint, path)
+    return cls(**kwargs)
+
+
+def _build_model(section: Any) -> dict:
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        raise ValueError(f"model must be a mapping, got {type(section).__name__}")
+    known = _model_defaults()
+    if "vocab_size" in section:
+        raise ValueError("model.vocab_size is set by the tokenizer; remove it from the config")
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {['model.' + k for k in unknown]}; known keys of model: "
+                         f"{sorted(known)}")
+    hints = typing.get_type_hints(KodaModelConfig)
+    section = {k: _check_type(v, hints[k], f"model.{k}") for k, v in section.items()}
+    merged = {**known, **section}
+    KodaModelConfig(vocab_size=1, **merged)  # validates types and ranges now, not at model build
+    return merged
+
+
+def _positive(value: float, where: str, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{where} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def _validate(cfg: RunConfig) -> None:
+    d, lo, o, c, t = cfg.data, cfg.loss, cfg.optim, cfg.comm, cfg.train
+    _positive(d.n_programs, "data.n_programs")
+    _positive(d.max_identifiers, "data.max_identifiers")
+    if not 0 < d.val_fraction < 1:
+        raise ValueError(f"data.val_fraction must lie in (0, 1), got {d.val_fraction}")
+    if not 0 <= d.signature_prob <= 1:
+        raise ValueError(f"data.signature_prob must lie in [0, 1], got {d.signature_prob}")
+    terms = {"ce": lo.ce, "balance": lo.balance, "structure": lo.structure, "wgan": lo.wgan}
+    for name, term in terms.items():
+        _positive(term.weight, f"loss.{name}.weight", allow_zero=True)
+    if not (lo.ce.enabled or lo.structure.enabled or lo.wgan.enabled):
+        raise ValueError("enable at least one of loss.ce, loss.structure, loss.wgan")
+    _positive(lo.structure.scale, "loss.structure.scale")
+    _positive(lo.wgan.lambda_gp, "loss.wgan.lambda_gp", allow_zero=True)
+    _positive(lo.wgan.n_critic, "loss.wgan.n_critic")
+    _positive(lo.wgan.critic_lr, "loss.wgan.critic_lr")
+    _positive(lo.wgan.critic_channels, "loss.wgan.critic_channels")
+    _positive(lo.wgan.gumbel_temperature, "loss.wgan.gumbel_temperature")
+    if o.name not in ("adamw", "sgd"):
+        raise ValueError(f"optim.name must be 'adamw' or 'sgd', got {o.name!r}")
+    _positive(o.lr, "optim.lr")
+    _positive(o.weight_decay, "optim.weight_decay", allow_zero=True)
+    if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
+        raise ValueError(f"optim.betas must be two numbers in [0, 1), got {o.betas}")
+    if not 0 <= o.momentum < 1:
+        raise ValueError(f"optim.momentum must lie in [0, 1), got {o.momentum}")
+    _positive(o.warmup_steps, "optim.warmup_steps", allow_zero=True)
+    if not 0 <= o.min_lr_ratio <= 1:
+        raise ValueError(f"optim.min_lr_ratio must lie in [0, 1], got {o.min_lr_ratio}")
+    _positive(o.grad_clip, "optim.grad_clip", allow_zero=True)
+    _positive(o.kfac.damping, "optim.kfac.damping")
+    if not 0 <= o.kfac.ema_decay < 1:
+        raise ValueError(f"optim.kfac.ema_decay must lie in [0, 1), got {o.kfac.ema_decay}")
+    _positive(o.kfac.inv_update_period, "optim.kfac.inv_update_period")
+    _positive(o.kfac.kl_clip, "optim.kfac.kl_clip")
+    _positive(c.world_size, "comm.world_size")
+    if (c.torus_k == 0) != (c.torus_n == 0):
+        raise ValueError("set both comm.torus_k and comm.torus_n (or neither)")
+    for name in ("alpha", "beta", "gamma", "beta_byte"):
+        _positive(getattr(c, name), f"comm.{name}", allow_zero=True)
+    _positive(c.step_seconds, "comm.step_seconds")
+    for name in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
+        _positive(getattr(t, name), f"train.{name}")
+
+
+def load_config(source: str | Path | dict) -> RunConfig:
+    """Read a YAML file (or take a dict) and validate it into a :class:`RunConfig`.
+
+    Raises
+    ------
+    ValueError
+        On unknown keys (named with their dotted path), wrong types or out-of-range values.
+    FileNotFoundError
+        When the file does not exist.
+    """
+    if isinstance(source, dict):
+        data = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"no config file at {path}")
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return _build(RunConfig, data, "")
