@@ -1,0 +1,160 @@
+"""Expert-solve time of MixtureOfSVRExperts' batched JAX solver vs a serial scikit-learn SVR loop.
+
+For N in {1,000, 20,000} and K in {8, 64, 128, 512}, one regression tree (``max_leaf_nodes=K``,
+``min_samples_leaf=5``) partitions standardized heteroscedastic-sine data; both sides then fit one
+degree-3 polynomial epsilon-SVR per leaf of that same partition:
+
+* anchor: ``SVR(kernel="poly", degree=3, coef0=1)`` fitted leaf after leaf (libsvm, dual);
+* ours: the degree-3 polynomial features, packed into tiles, every expert solved in one jitted call
+  (the estimator's defaults: C = 1, epsilon = 0.1, smoothing 2, lam_tree = 30).
+
+"ours" is the steady-state time (pack + solve, median of 3 runs, after compiling); the first call's
+extra time is reported apart as "compile". The table also gives "first fit": a full
+``MixtureOfSVRExperts().fit`` at N = 1,000 in a fresh process (compile included; the import and
+JAX's backend start, reported apart, excluded), and the warm refit. Targets from the issue: >= 5x faster at N = 20,000, K = 8; >= 1.5x at K = 512;
+solve time flat across K within 1.5x; first fit at N = 1,000 under 1 s.
+
+    python benchmarks/acr_scaling.py            # full run
+    python benchmarks/acr_scaling.py --quick    # smoke run (N = 1,000 and 4,000; K = 8, 64)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from sklearn.svm import SVR
+from sklearn.tree import DecisionTreeRegressor
+
+from synthfuse.acr._experts import pack_problem, solve_experts, trace_count
+from synthfuse.acr._features import PolynomialMap
+from synthfuse.acr.datasets import make_heteroscedastic_sine
+from synthfuse.shared.demo import format_table
+from synthfuse.shared.io import atomic_open, atomic_write_text
+
+DEFAULTS = dict(C=1.0, epsilon=0.1, delta=2.0, tol=1e-4, max_iter=500)
+LAM = 30.0
+
+_FIRST_FIT = """
+import time, json
+import jax.numpy as jnp
+from synthfuse.acr import MixtureOfSVRExperts
+from synthfuse.acr._experts import trace_count
+from synthfuse.acr.datasets import make_heteroscedastic_sine
+X, y, _, _ = make_heteroscedastic_sine(1000, random_state=0)
+t0 = time.perf_counter(); jnp.zeros(1).block_until_ready(); backend = time.perf_counter() - t0
+t0 = time.perf_counter(); MixtureOfSVRExperts(random_state=0).fit(X, y); first = time.perf_counter() - t0
+t0 = time.perf_counter(); MixtureOfSVRExperts(random_state=0).fit(X, y); warm = time.perf_counter() - t0
+print(json.dumps({"backend": backend, "first": first, "warm": warm, "compiles": trace_count()}))
+"""
+
+
+def partition(n: int, k: int, seed: int):
+    X, y, _, _ = make_heteroscedastic_sine(n, random_state=seed)
+    pmap = PolynomialMap.fit(X, 3)
+    Z, yz = pmap.standardize(X), (y - y.mean()) / y.std()
+    tree = DecisionTreeRegressor(max_leaf_nodes=k, min_samples_leaf=5, random_state=seed).fit(Z, yz)
+    _, leaf = np.unique(tree.apply(Z), return_inverse=True)
+    return Z, yz, pmap.transform(X), leaf
+
+
+def serial_svr(Z, yz, leaf) -> float:
+    t0 = time.perf_counter()
+    for k in range(leaf.max() + 1):
+        m = leaf == k
+        SVR(kernel="poly", degree=3, coef0=1, C=1.0, epsilon=0.1).fit(Z[m], yz[m])
+    return time.perf_counter() - t0
+
+
+def batched(phi, yz, leaf, device) -> tuple[float, float, int]:
+    """(steady seconds, compile seconds, iterations) of pack + solve for every leaf at once."""
+    n_leaves = int(leaf.max()) + 1
+
+    def run():
+        t0 = time.perf_counter()
+        problem = pack_problem(phi, yz, leaf, n_leaves)
+        W, it = solve_experts(problem, np.full(n_leaves, LAM), device=device, as_numpy=False, **DEFAULTS)
+        W.block_until_ready()
+        return time.perf_counter() - t0, it
+
+    before = trace_count()
+    first, _ = run()
+    times, iters = zip(*(run() for _ in range(3)))
+    steady = float(np.median(times))
+    compile_s = max(first - steady, 0.0) if trace_count() > before else 0.0
+    return steady, compile_s, iters[0]
+
+
+def first_fit() -> dict:
+    proc = subprocess.run([sys.executable, "-c", _FIRST_FIT], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def plot(rows, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for n in sorted({r["N"] for r in rows}):
+        sel = [r for r in rows if r["N"] == n]
+        ks = [r["K"] for r in sel]
+        axes[0].plot(ks, [r["serial SVR s"] for r in sel], "o--", label=f"serial SVR, N={n}")
+        axes[0].plot(ks, [r["ours s"] for r in sel], "s-", label=f"batched JAX, N={n}")
+        axes[1].plot(ks, [r["speed-up"] for r in sel], "s-", label=f"N={n}")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("K (leaves)")
+        ax.legend(fontsize=8)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("expert-solve seconds")
+    axes[1].set_ylabel("serial SVR time / batched time")
+    axes[1].axhline(1.0, color="k", lw=0.8)
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default=None, help="JAX device (default: JAX's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("benchmark-output"))
+    args = parser.parse_args()
+    sizes, ks = ([1000, 4000], [8, 64]) if args.quick else ([1000, 20000], [8, 64, 128, 512])
+    device = jax.devices(args.device)[0] if args.device else jax.devices()[0]
+    rows = []
+    for n in sizes:
+        for k in ks:
+            Z, yz, phi, leaf = partition(n, k, args.seed)
+            serial = serial_svr(Z, yz, leaf)
+            ours, compile_s, iters = batched(phi, yz, leaf, device)
+            rows.append({"N": n, "K": k, "leaves": int(leaf.max()) + 1, "serial SVR s": serial, "ours s": ours,
+                         "speed-up": serial / ours, "compile s": compile_s, "iterations": iters})
+            print(f"  N={n} K={k}: serial {serial:.3f} s, ours {ours:.4f} s (+{compile_s:.2f} s compile)", flush=True)
+    flat = [{"N": n, "max/min ours s over K": max(r["ours s"] for r in rows if r["N"] == n)
+             / min(r["ours s"] for r in rows if r["N"] == n)} for n in sizes]
+    fits = first_fit()
+    report = (
+        f"### Expert solve, batched JAX ({device.platform}) vs serial SVR(kernel='poly') loop\n\n"
+        + format_table(rows)
+        + "\n### Flatness across K (target <= 1.5)\n\n"
+        + format_table(flat)
+        + "\n### Full fit at N = 1,000 (fresh process; compile included in the first)\n\n"
+        + format_table([{"JAX backend start s": fits["backend"], "first fit s": fits["first"],
+                         "warm refit s": fits["warm"], "compiles": fits["compiles"]}])
+    )
+    print("\n" + report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "acr_scaling.md", report)
+    plot(rows, args.out / "acr_scaling.png")
+    print(f"wrote {args.out / 'acr_scaling.md'} and {args.out / 'acr_scaling.png'}")
+
+
+if __name__ == "__main__":
+    main()
