@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from torch.distributed.checkpoint.filesystem import FileSystemWriter  # noqa: E402
 
 from synthfuse.shared.distributed import (  # noqa: E402
-    latest_checkpoint, load_checkpoint, save_checkpoint,
+    checkpoint_info, latest_checkpoint, load_checkpoint, save_checkpoint,
 )
 from synthfuse.shared.distributed import _checkpoint  # noqa: E402
 from synthfuse.shared.distributed import testing as dt  # noqa: E402
@@ -46,6 +46,36 @@ def test_shared_distributed_checkpoint_round_trip_restores_model_and_adam(tmp_pa
     assert _same(fresh, model)
 
 
+def test_shared_distributed_checkpoint_two_optimizers_and_replicated_state(tmp_path):
+    model, opt, X, Y = _trained()
+    head_opt = torch.optim.SGD(model.head.parameters(), lr=0.1, momentum=0.9)  # a second optimizer
+    body_opt = dt.make_optimizer("adam", [p for n, p in model.named_parameters() if not n.startswith("head")])
+    for _ in range(2):
+        loss = torch.nn.functional.mse_loss(model(X), Y)
+        head_opt.zero_grad(), body_opt.zero_grad()
+        loss.backward()
+        head_opt.step(), body_opt.step()
+    factors = {"A": torch.randn(3, 3), "steps": 7, "names": ["a", "b"]}
+    save_checkpoint(tmp_path, 2, model, [body_opt, head_opt], replicated=factors)
+    assert (tmp_path / "step_00000002" / "replicated.pt").is_file()
+
+    fresh = dt.make_model(seed=8)
+    fresh_head = torch.optim.SGD(fresh.head.parameters(), lr=0.1, momentum=0.9)
+    fresh_body = dt.make_optimizer("adam", [p for n, p in fresh.named_parameters() if not n.startswith("head")])
+    peek = checkpoint_info(tmp_path)  # meta and replicated state only: the model is untouched
+    assert (peek.step, peek.world_size, peek.extra) == (2, 1, {}) and not _same(fresh, model)
+    info = load_checkpoint(tmp_path, fresh, [fresh_body, fresh_head])
+    assert _same(fresh, model) and info.replicated["steps"] == 7 and info.replicated["names"] == ["a", "b"]
+    assert info.path == peek.path and torch.equal(peek.replicated["A"], factors["A"])
+    assert torch.equal(info.replicated["A"], factors["A"])
+    for new, old in ((fresh_head, head_opt), (fresh_body, body_opt)):
+        for p_new, p_old in zip(new.param_groups[0]["params"], old.param_groups[0]["params"]):
+            for key, value in old.state[p_old].items():
+                assert torch.equal(new.state[p_new][key], value), key
+    save_checkpoint(tmp_path, 3, model)
+    assert load_checkpoint(tmp_path, fresh).replicated is None
+
+
 def test_shared_distributed_checkpoint_model_only_and_wrong_requests(tmp_path):
     model, _, _, _ = _trained()
     save_checkpoint(tmp_path, 0, model)
@@ -56,6 +86,8 @@ def test_shared_distributed_checkpoint_model_only_and_wrong_requests(tmp_path):
         load_checkpoint(tmp_path, other, dt.make_optimizer("adam", other.parameters()))
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
         load_checkpoint(tmp_path / "nothing", other)
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        checkpoint_info(tmp_path / "nothing")
     with pytest.raises(ValueError, match="JSON"):
         save_checkpoint(tmp_path, 1, model, extra={"x": torch.ones(1)})
     with pytest.raises(ValueError, match="step"):

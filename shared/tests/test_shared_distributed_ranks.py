@@ -64,6 +64,10 @@ def test_shared_distributed_fsdp_memory_is_zero3_over_two_ranks(two_ranks):
     assert fsdp["measured"]["optimizer"] == pytest.approx(2 * fsdp["measured"]["params"], rel=0.01)
 
 
+def test_shared_distributed_all_reduce_sum_over_two_ranks(two_ranks):
+    assert two_ranks["rank0"]["rank_sum"] == two_ranks["rank1"]["rank_sum"] == 3.0
+
+
 def test_shared_distributed_dcp_resume_on_two_ranks_gives_identical_losses(two_ranks):
     for rank in ("rank0", "rank1"):
         r = two_ranks[rank]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import random
 import socket
@@ -14,7 +15,7 @@ dist = pytest.importorskip("torch.distributed")
 
 import synthfuse.shared as shared  # noqa: E402
 from synthfuse.shared.distributed import (  # noqa: E402
-    DistributedEnv, all_reduce_mean, apply_ddp, apply_fsdp, choose_backend, init_distributed,
+    DistributedEnv, all_reduce_mean, all_reduce_sum, apply_ddp, apply_fsdp, choose_backend, init_distributed,
     rank_logger, rank_seed, seed_everything, spawn_local,
 )
 from synthfuse.shared.distributed import testing as dt  # noqa: E402
@@ -91,6 +92,14 @@ def test_shared_distributed_seed_everything_same_or_per_rank():
     seeds = {rank_seed(s, r) for s in range(40) for r in range(25)}
     assert len(seeds) == 1000 and all(0 <= s < 2**63 for s in seeds)  # no collisions, int64-safe
     assert rank_seed(0, 1) != rank_seed(1, 0)  # unlike seed + rank
+    # per-step streams: a function of (seed, rank, step) only, distinct from the step-free one
+    assert seed_everything(3, 1, step=7) == rank_seed(3, 1, step=7) != rank_seed(3, 1, step=8)
+    c = draws()
+    seed_everything(3, 1, step=7)
+    assert draws() == c and rank_seed(3, 1, step=0) != rank_seed(3, 1)
+    assert len({rank_seed(0, r, step=s) for r in range(8) for s in range(100)}) == 800
+    with pytest.raises(ValueError, match="step"):
+        rank_seed(0, 0, step=-1)
     with pytest.raises(ValueError, match="rank"):
         rank_seed(0, -1)
     with pytest.raises(ValueError, match="seed"):
@@ -163,3 +172,48 @@ def test_shared_distributed_names_are_lazy_and_say_which_extra():
         "try:\n    s.init_distributed\nexcept ImportError as e:\n    print(e)\n"
     )
     assert "pip install 'synthfuse-shared[torch]'" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_shared_distributed_torchrun_agent_store_gets_a_prefix_per_restart(clean_env):
+    """Restarted workers must not read the previous attempt's keys from torchrun's shared store."""
+    from synthfuse.shared.distributed import _runtime
+
+    assert _runtime._elastic_agent_store(2, 5.0) is None  # not under torchelastic
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = dist.TCPStore("127.0.0.1", port, 1, is_master=True, wait_for_workers=False,
+                           timeout=datetime.timedelta(seconds=10))
+    for name, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "TORCHELASTIC_USE_AGENT_STORE": "True",
+                        "TORCHELASTIC_RESTART_COUNT": "3", "RANK": "0", "WORLD_SIZE": "1"}.items():
+        clean_env.setenv(name, value)
+    _runtime._elastic_agent_store(1, 5.0).set("key", "v3")
+    assert server.check(["synthfuse/attempt_3/key"]) and not server.check(["key"])
+    assert server.get("synthfuse/attempt_3/key") == b"v3"
+    env = init_distributed(device="cpu")  # the group itself rendezvous under the prefix
+    assert env.is_distributed and env.world_size == 1
+    assert float(all_reduce_sum(torch.ones(1))) == 1.0
+
+
+def test_shared_distributed_all_reduce_sum_and_mean_copy_on_one_process(clean_env):
+    x = torch.tensor([1.0, 2.0], requires_grad=True)
+    for reduce in (all_reduce_sum, all_reduce_mean):
+        out = reduce(x)
+        assert torch.equal(out, x.detach()) and out is not x and not out.requires_grad
+    with dt.fake_process_group(2):  # collectives run (and change nothing) on a fake group
+        assert torch.equal(all_reduce_sum(torch.ones(3)), torch.ones(3))
+
+
+def test_shared_distributed_apply_fsdp_balanced_gives_every_rank_an_equal_share(clean_env):
+    for rank in (0, 7):
+        with dt.fake_process_group(8, rank=rank):
+            plain = torch.nn.Sequential(torch.nn.Linear(16, 4), torch.nn.Linear(4, 16))
+            plain[0].register_parameter("experts", torch.nn.Parameter(torch.zeros(4, 3, 24)))
+            apply_fsdp(plain, [plain[0]], balanced=True)
+            local = {name: tuple(p.to_local().shape) for name, p in plain.named_parameters()}
+            # (4,) has no dimension 8 divides: its largest (only) one is split, 1 value on ranks 0-3
+            assert local == {"0.weight": (4, 2), "0.bias": (1,) if rank < 4 else (0,), "0.experts": (4, 3, 3),
+                             "1.weight": (2, 4), "1.bias": (2,)}, (rank, local)
+            legacy = torch.nn.Sequential(torch.nn.Linear(16, 4))
+            apply_fsdp(legacy, [legacy[0]])  # dim 0 always: rank 0 holds 1 of 4 rows, rank 7 none
+            assert tuple(legacy[0].weight.to_local().shape) == ((1, 16) if rank == 0 else (0, 16))

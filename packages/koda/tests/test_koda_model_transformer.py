@@ -44,6 +44,7 @@ def test_model_is_causal_and_soft_inputs_match_tokens():
     one_hot = torch.nn.functional.one_hot(tokens, 30).float()
     soft = model(embeds=one_hot @ model.embed.weight)
     torch.testing.assert_close(soft.logits, out.logits, atol=1e-5, rtol=1e-5)
+    assert torch.equal(model(soft_tokens=one_hot).logits, soft.logits)  # embedded inside the forward pass
     assert out.logits.shape == (2, 12, 30) and out.ball.shape == (2, 12, 4) and out.ball_dist.shape == (2, 12, 12)
 
 
@@ -82,6 +83,10 @@ def test_bad_inputs_raise_clear_errors():
         model(torch.tensor([[0, 31]]))
     with pytest.raises(ValueError, match="NaN"):
         model(embeds=torch.full((1, 3, 16), float("nan")))
+    with pytest.raises(ValueError, match=r"soft_tokens must be \(B, T, 30\)"):
+        model(soft_tokens=torch.ones(1, 3, 16))
+    with pytest.raises(ValueError, match="exactly one"):
+        model(torch.tensor([[0, 1]]), soft_tokens=torch.ones(1, 2, 30))
     with pytest.raises(ValueError, match="even head size"):
         KodaModelConfig(vocab_size=10, d_model=12, n_heads=4)
     with pytest.raises(ValueError, match="router_temperature"):

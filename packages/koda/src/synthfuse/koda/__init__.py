@@ -22,6 +22,10 @@ Model, optimizer, training (issue 10: :mod:`synthfuse.koda.model`, :mod:`synthfu
     :class:`KodaTransformer`, :class:`KodaModelConfig`, :class:`KLTokenizer`, :class:`KFAC`,
     :class:`Torus`, :class:`NetworkModel`, :func:`fit_ring_allreduce`, :class:`RunConfig`,
     :func:`load_config`, :class:`KodaTrainer`.
+Decoding, verified synthesis, RL from the verifier (issue 11: :mod:`synthfuse.koda.decode`,
+:mod:`synthfuse.koda.synthesis`, :mod:`synthfuse.koda.train.rl`)
+    :func:`greedy`, :func:`sample`, :func:`contrastive_search`, :func:`make_prompts`,
+    :func:`check_program`, :func:`synthesize`, :class:`VerifierRL`.
 Errors (:mod:`synthfuse.koda.errors`)
     :class:`KodaError` and its subclasses.
 """
@@ -47,6 +51,9 @@ _LAZY = {
                             "write_shards"),
     "synthfuse.koda.model": ("KLTokenizer", "KodaModelConfig", "KodaTransformer"),
     "synthfuse.koda.optim": ("KFAC",),
+    "synthfuse.koda.decode": ("contrastive_search", "greedy", "sample"),
+    "synthfuse.koda.synthesis": ("check_program", "make_prompts", "synthesize"),
+    "synthfuse.koda.train.rl": ("VerifierRL",),
     "synthfuse.koda.topology_model": ("NetworkModel", "Torus", "fit_ring_allreduce"),
     "synthfuse.koda.train": ("KodaTrainer", "RunConfig", "load_config"),
 }

@@ -2,8 +2,9 @@
 
 Subcommands: ``verify`` (check a KL program's complexity by both routes), ``solve`` (a
 recurrence by Akra–Bazzi and the Master theorem), ``gen-data`` (labelled corpus as JSONL
-shards), ``distill`` (a coreset of a corpus, with its report table) and ``train`` (a KODA
-model from a YAML config, :mod:`synthfuse.koda.train`).
+shards), ``distill`` (a coreset of a corpus, with its report table), ``train`` (a KODA
+model from a YAML config, :mod:`synthfuse.koda.train`) and ``synthesize`` (programs of a
+requested Θ class from a trained model, each verified, :mod:`synthfuse.koda.synthesis`).
 """
 
 from __future__ import annotations
@@ -171,6 +172,10 @@ def build_parser():
     from synthfuse.koda.train.command import configure_parser
 
     configure_parser(sub.add_parser("train", help="train a KODA model from a YAML config (configs/koda_tiny.yaml)"))
+    from synthfuse.koda.synthesis.command import configure_parser as configure_synthesize
+
+    configure_synthesize(sub.add_parser("synthesize", help="write programs of a requested Θ class with a trained "
+                                                           "model and verify every one"))
     return parser
 
 

@@ -1,6 +1,7 @@
 """The ``koda`` section of ``synthfuse demo``: textbook recurrences, the verifier on a corpus,
-topology, distillation, a Poincaré embedding of an AST, and a short training run of the model
-(:func:`synthfuse.koda.train.demo.training_demo`); tables and PNGs, < 45 s by default."""
+topology, distillation, a Poincaré embedding of an AST, a short training run of the model
+(:func:`synthfuse.koda.train.demo.training_demo`) and programs it writes, each verified
+(:func:`synthfuse.koda.synthesis.demo.synthesis_demo`); tables and PNGs, < 45 s by default."""
 
 from __future__ import annotations
 
@@ -205,6 +206,7 @@ def _plot_disk(ctx: DemoContext, graph, embedding) -> None:
 
 def run(ctx: DemoContext) -> dict[str, Any]:
     """Run the koda demo section; return its headline figures."""
+    from synthfuse.koda.synthesis.demo import synthesis_demo
     from synthfuse.koda.train.demo import training_demo
 
     with _single_thread():
@@ -215,4 +217,6 @@ def run(ctx: DemoContext) -> dict[str, Any]:
         poincare_map, euclid_map = _hyperbolic(ctx)
     headline = {"route_agreement": agreement, "poincare_map": poincare_map, "euclidean_map": euclid_map}
     headline.update(training_demo(ctx))  # the model of issue 10: a short training run
+    with _single_thread():  # issue 11: that model writes programs, the verifier judges them
+        headline.update(synthesis_demo(ctx, ctx.out_dir / "train_run" / "checkpoint.pt"))
     return headline

@@ -20,8 +20,9 @@ on a ring do a reduce-scatter then an all-gather, :math:`2(p-1)` steps that each
 .. math:: T(m) = 2(p-1)\\,\\bigl(L(h_{\\text{ring}}, q) + \\beta_B\\, m / p\\bigr).
 
 :func:`fit_ring_allreduce` fits the per-step latency :math:`\\alpha_{\\text{step}} = L(h, q)` and
-:math:`\\beta_B` by least squares to measured times (:func:`measure_gloo_allreduce`), and
-reports :math:`R^2`. The fitted model then chooses gradient bucket sizes
+:math:`\\beta_B` by least squares to measured times (:func:`time_allreduce` on a live process
+group, e.g. the trainer's with ``parallel.measure_comm``; :func:`measure_gloo_allreduce` starts
+local gloo processes for it), and reports :math:`R^2`. The fitted model then chooses gradient bucket sizes
 (:func:`optimal_bucket_bytes`) and the learning-rate scale of delayed updates
 (:func:`staleness_steps`, :func:`delayed_lr_scale`).
 """
@@ -29,9 +30,6 @@ reports :math:`R^2`. The fitted model then chooses gradient bucket sizes
 from __future__ import annotations
 
 import math
-import os
-import socket
-import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -41,7 +39,7 @@ import numpy as np
 
 __all__ = [
     "AllReduceFit", "NetworkModel", "Torus", "delayed_lr_scale", "fit_ring_allreduce",
-    "measure_gloo_allreduce", "optimal_bucket_bytes", "staleness_steps",
+    "measure_gloo_allreduce", "optimal_bucket_bytes", "staleness_steps", "time_allreduce",
 ]
 
 
@@ -299,51 +297,63 @@ def delayed_lr_scale(staleness: int) -> float:
 
 
 # --- measurement ------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def time_allreduce(nbytes: Sequence[int], repeats: int = 5) -> np.ndarray:
+    """Best-of-``repeats`` wall time (s) of a float32 all-reduce of each size on the current process group.
 
-
-def _allreduce_worker(rank: int, world_size: int, port: int, sizes: list[int], repeats: int, out_path: str) -> None:
+    Collective: every rank of the default group must call it with the same arguments. Times
+    are the slowest rank's (a MAX all-reduce of each rank's best), so every rank gets the same
+    array -- and the same communication plan from it. Runs on the group's device (the current
+    CUDA device under NCCL). The minimum over repeats, not the mean: on a shared machine other
+    work only ever adds time, so the fastest repeat is the least contaminated estimate.
+    """
     import torch
     import torch.distributed as dist
 
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
-    try:
-        best = []
-        for nbytes in sizes:
-            buf = torch.ones(max(1, nbytes // 4), dtype=torch.float32)
-            dist.all_reduce(buf)  # warm-up
-            times = []
-            for _ in range(repeats):
-                dist.barrier()
-                t0 = time.perf_counter()
-                dist.all_reduce(buf)
-                times.append(time.perf_counter() - t0)
-            best.append(min(times))
-        if rank == 0:
-            np.save(out_path, np.asarray(best))
-    finally:
-        dist.destroy_process_group()
+    sizes = [int(s) for s in nbytes]
+    if not sizes or min(sizes) < 4:
+        raise ValueError("give at least one message size of >= 4 bytes")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("time_allreduce needs a process group (synthfuse.shared.distributed.init_distributed); "
+                           "measure_gloo_allreduce starts local processes for you")
+    cuda = "nccl" in str(dist.get_backend())
+    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+
+    def synchronize() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    best = []
+    for size in sizes:
+        buf = torch.ones(max(1, size // 4), dtype=torch.float32, device=device)
+        dist.all_reduce(buf)  # warm-up: connection set-up and allocation are not the model's
+        times = []
+        for _ in range(repeats):
+            dist.barrier()
+            synchronize()
+            t0 = time.perf_counter()
+            dist.all_reduce(buf)
+            synchronize()
+            times.append(time.perf_counter() - t0)
+        best.append(min(times))
+    slowest = torch.tensor(best, dtype=torch.float64, device=device)
+    dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+    return slowest.cpu().numpy()
+
+
+def _allreduce_rank(env, sizes: list[int], repeats: int) -> list[float]:
+    """One rank of :func:`measure_gloo_allreduce` (started by :func:`~synthfuse.shared.distributed.spawn_local`)."""
+    return time_allreduce(sizes, repeats).tolist()
 
 
 def measure_gloo_allreduce(nbytes: Sequence[int], world_size: int = 2, repeats: int = 5) -> np.ndarray:
-    """Best-of-``repeats`` wall time (s) of a float32 gloo all-reduce of each size over ``world_size`` local processes.
-
-    The minimum, not the mean: on a shared machine other work only ever adds time, so the
-    fastest repeat is the least contaminated estimate of the all-reduce itself.
-    """
-    import torch.multiprocessing as mp
+    """:func:`time_allreduce` over gloo on ``world_size`` local processes (1 thread each) started for it."""
+    from synthfuse.shared.distributed import spawn_local
 
     sizes = [int(s) for s in nbytes]
     if not sizes or min(sizes) < 4:
         raise ValueError("give at least one message size of >= 4 bytes")
     if world_size < 2 or repeats < 1:
         raise ValueError(f"need world_size >= 2 and repeats >= 1, got {world_size}, {repeats}")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "times.npy")
-        mp.start_processes(_allreduce_worker, args=(world_size, _free_port(), sizes, repeats, out),
-                           nprocs=world_size, join=True, start_method="spawn")
-        return np.load(out)
+    return np.asarray(spawn_local(_allreduce_rank, world_size, sizes, repeats, backend="gloo")[0])

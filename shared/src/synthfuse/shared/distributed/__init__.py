@@ -25,7 +25,7 @@ model and rank functions.
 """
 
 from synthfuse.shared.distributed._checkpoint import (
-    CheckpointInfo, latest_checkpoint, load_checkpoint, save_checkpoint,
+    CheckpointInfo, checkpoint_info, latest_checkpoint, load_checkpoint, save_checkpoint,
 )
 from synthfuse.shared.distributed._launch import spawn_local
 from synthfuse.shared.distributed._logging import rank_logger
@@ -34,14 +34,15 @@ from synthfuse.shared.distributed._memory import (
 )
 from synthfuse.shared.distributed._parallel import apply_ddp, apply_fsdp
 from synthfuse.shared.distributed._runtime import (
-    DistributedEnv, all_reduce_mean, barrier, choose_backend, destroy_distributed, init_distributed,
+    DistributedEnv, all_reduce_mean, all_reduce_sum, barrier, choose_backend, destroy_distributed,
+    init_distributed,
 )
 from synthfuse.shared.distributed._sampler import ResumableSampler
 from synthfuse.shared.distributed._seed import rank_seed, seed_everything
 
 __all__ = [
-    "CheckpointInfo", "DistributedEnv", "MemoryBreakdown", "ResumableSampler",
-    "all_reduce_mean", "apply_ddp", "apply_fsdp", "barrier", "choose_backend", "count_parameters",
+    "CheckpointInfo", "DistributedEnv", "MemoryBreakdown", "ResumableSampler", "checkpoint_info",
+    "all_reduce_mean", "all_reduce_sum", "apply_ddp", "apply_fsdp", "barrier", "choose_backend", "count_parameters",
     "destroy_distributed", "init_distributed", "latest_checkpoint", "load_checkpoint",
     "measure_memory", "optimizer_states_per_param", "rank_logger", "rank_seed", "save_checkpoint",
     "seed_everything", "spawn_local", "zero_memory",

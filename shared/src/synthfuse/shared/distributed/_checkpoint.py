@@ -3,12 +3,14 @@
 Layout of a checkpoint folder ``root``::
 
     root/latest                  "step_00000020" (written atomically, last)
-    root/step_00000010/          .metadata, __<rank>_0.distcp (one file per writing rank), meta.json
+    root/step_00000010/          .metadata, __<rank>_0.distcp (one file per writing rank), meta.json,
+                                 replicated.pt (optional)
     root/step_00000020/
     root/.tmp-step_00000030/     an interrupted save: ignored, removed by the next save
 
 Every rank writes its own shards (DCP) into ``.tmp-step_<n>``; rank 0 then adds
-``meta.json`` (step, world size, your JSON ``extra``), renames the folder to ``step_<n>``
+``meta.json`` (step, world size, your JSON ``extra``) and ``replicated.pt`` (state that is
+identical on every rank, e.g. curvature factors, saved with ``torch.save``), renames the folder to ``step_<n>``
 (:func:`os.replace`, atomic on one file system) and only then points ``latest`` at it. A
 process killed at any moment therefore leaves ``latest`` on the previous complete checkpoint.
 
@@ -32,17 +34,18 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from synthfuse.shared.backend import import_optional
-from synthfuse.shared.io import atomic_write_text
+from synthfuse.shared.io import atomic_open, atomic_write_text
 
 torch = import_optional("torch")
 dist = import_optional("torch.distributed")
 dcp = import_optional("torch.distributed.checkpoint")
 dcp_state = import_optional("torch.distributed.checkpoint.state_dict")
 
-__all__ = ["CheckpointInfo", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CheckpointInfo", "checkpoint_info", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
 
 _STEP_DIR = re.compile(r"^step_(\d{8,})$")
 _META = "meta.json"
+_REPLICATED = "replicated.pt"
 _LATEST = "latest"
 _FORMAT = 1
 
@@ -60,12 +63,16 @@ class CheckpointInfo:
         Number of ranks that saved it.
     extra : dict
         The JSON ``extra`` given to :func:`save_checkpoint` (e.g. sampler state, config).
+    replicated : dict or None
+        The ``replicated`` state given to :func:`save_checkpoint` (tensors on the CPU), or
+        ``None`` when it was saved without.
     """
 
     path: Path
     step: int
     world_size: int
     extra: dict = field(default_factory=dict)
+    replicated: dict | None = None
 
 
 def _rank() -> int:
@@ -163,9 +170,10 @@ def save_checkpoint(
     root: str | os.PathLike,
     step: int,
     model: "torch.nn.Module",
-    optimizer: "torch.optim.Optimizer | None" = None,
+    optimizer: "torch.optim.Optimizer | list[torch.optim.Optimizer] | None" = None,
     *,
     extra: Mapping[str, Any] | None = None,
+    replicated: Mapping[str, Any] | None = None,
     keep_last: int | None = None,
 ) -> Path:
     """Save model (and optimizer) state from every rank as ``root/step_<step>``; collective.
@@ -178,13 +186,19 @@ def save_checkpoint(
         Training step, >= 0; names the folder.
     model : nn.Module
         Plain, FSDP2-sharded or DDP-wrapped.
-    optimizer : torch.optim.Optimizer, optional
-        Built over ``model``'s parameters. An optimizer that has not stepped yet gets its
+    optimizer : torch.optim.Optimizer or list of them, optional
+        Built over ``model``'s parameters (several optimizers over disjoint parameter sets
+        of ``model`` go in a list). An optimizer that has not stepped yet gets its
         state initialised first (``get_state_dict`` runs one zero-learning-rate step).
     extra : mapping, optional
         JSON-serialisable data stored in ``meta.json`` (sampler state, scheduler state, the
         config); returned as :attr:`CheckpointInfo.extra`. Identical on all ranks (rank 0's
         copy is written).
+    replicated : mapping, optional
+        State identical on every rank that is not part of ``model`` or ``optimizer``
+        (tensors, numbers, strings, lists, dicts: what ``torch.load(..., weights_only=True)``
+        reads), written by rank 0 as ``replicated.pt``; returned as
+        :attr:`CheckpointInfo.replicated`.
     keep_last : int, optional
         Afterwards delete all but the newest ``keep_last`` complete checkpoints.
 
@@ -208,7 +222,8 @@ def save_checkpoint(
     try:
         meta_text = json.dumps({
             "format": _FORMAT, "step": step, "world_size": dist.get_world_size() if not _no_dist() else 1,
-            "has_optimizer": optimizer is not None, "extra": dict(extra or {}),
+            "has_optimizer": optimizer is not None, "has_replicated": replicated is not None,
+            "extra": dict(extra or {}),
         }, indent=1, sort_keys=True)
     except (TypeError, ValueError) as err:
         raise ValueError(f"extra must be JSON-serialisable (convert tensors with .tolist()): {err}") from None
@@ -222,6 +237,9 @@ def save_checkpoint(
             shutil.rmtree(stale, ignore_errors=True)
 
     def commit() -> None:
+        if replicated is not None:
+            with atomic_open(tmp / _REPLICATED, "wb") as fh:
+                torch.save(dict(replicated), fh)
         atomic_write_text(tmp / _META, meta_text)
         _publish(tmp, final)
         atomic_write_text(root / _LATEST, name + "\n")  # the commit point
@@ -239,7 +257,7 @@ def save_checkpoint(
 def load_checkpoint(
     path: str | os.PathLike,
     model: "torch.nn.Module",
-    optimizer: "torch.optim.Optimizer | None" = None,
+    optimizer: "torch.optim.Optimizer | list[torch.optim.Optimizer] | None" = None,
 ) -> CheckpointInfo:
     """Load a checkpoint into ``model`` (and ``optimizer``) in place; collective.
 
@@ -250,8 +268,9 @@ def load_checkpoint(
     model : nn.Module
         Plain, FSDP2-sharded or DDP-wrapped, on any number of ranks: each rank reads the
         slices its shards need.
-    optimizer : torch.optim.Optimizer, optional
-        Restored too when given (the checkpoint must contain optimizer state).
+    optimizer : torch.optim.Optimizer or list of them, optional
+        Restored too when given (the checkpoint must contain optimizer state; a list as it
+        was saved).
 
     Returns
     -------
@@ -264,18 +283,41 @@ def load_checkpoint(
     ValueError
         If ``optimizer`` is given but the checkpoint was saved without one.
     """
-    path = Path(path)
-    target = path if _is_complete(path) else latest_checkpoint(path)
-    if target is None:
-        raise FileNotFoundError(f"no complete checkpoint (with .metadata and {_META}) in {path}")
-    meta = json.loads((target / _META).read_text(encoding="utf-8"))
-    if optimizer is not None and not meta["has_optimizer"]:
-        raise ValueError(f"{target} was saved without optimizer state; call load_checkpoint without optimizer")
+    info, has_optimizer = _read_info(path)
+    if optimizer is not None and not has_optimizer:
+        raise ValueError(f"{info.path} was saved without optimizer state; call load_checkpoint without optimizer")
     states = _states(model, optimizer)
-    _dcp(dcp.load, "load from", target, states)
+    _dcp(dcp.load, "load from", info.path, states)
     if optimizer is None:
         dcp_state.set_model_state_dict(model, states["model"])
     else:
         dcp_state.set_state_dict(model, optimizer, model_state_dict=states["model"],
                                  optim_state_dict=states["optim"])
-    return CheckpointInfo(target, int(meta["step"]), int(meta["world_size"]), dict(meta["extra"]))
+    return info
+
+
+def _read_info(path: str | os.PathLike) -> tuple[CheckpointInfo, bool]:
+    path = Path(path)
+    target = path if _is_complete(path) else latest_checkpoint(path)
+    if target is None:
+        raise FileNotFoundError(f"no complete checkpoint (with .metadata and {_META}) in {path}")
+    meta = json.loads((target / _META).read_text(encoding="utf-8"))
+    replicated = None
+    if meta.get("has_replicated"):
+        replicated = torch.load(target / _REPLICATED, map_location="cpu", weights_only=True)
+    info = CheckpointInfo(target, int(meta["step"]), int(meta["world_size"]), dict(meta["extra"]), replicated)
+    return info, bool(meta["has_optimizer"])
+
+
+def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
+    """What :func:`load_checkpoint` would return, without loading any model or optimizer tensor.
+
+    For deciding how to build the model before loading (e.g. a tokenizer or config stored in
+    ``extra``). ``path``: a checkpoint root (its latest) or a ``step_<n>`` folder; not collective.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` holds no complete checkpoint.
+    """
+    return _read_info(path)[0]

@@ -27,6 +27,7 @@ torch = import_optional("torch")
 dist = import_optional("torch.distributed")
 fsdp = import_optional("torch.distributed.fsdp")
 device_mesh = import_optional("torch.distributed.device_mesh")
+placement_types = import_optional("torch.distributed.tensor.placement_types")
 
 __all__ = ["apply_ddp", "apply_fsdp"]
 
@@ -67,6 +68,14 @@ def _blocks_of(model: "torch.nn.Module", blocks: Any) -> list["torch.nn.Module"]
     return sorted(found, key=lambda m: -order[id(m)])
 
 
+def _balanced_shard_dim(shape: tuple[int, ...], shards: int) -> int:
+    """The first dimension ``shards`` divides, else the largest (ties: the first)."""
+    for dim, size in enumerate(shape):
+        if size % shards == 0:
+            return dim
+    return max(range(len(shape)), key=lambda d: (shape[d], -d)) if shape else 0
+
+
 def apply_fsdp(
     model: "torch.nn.Module",
     blocks: "type | tuple[type, ...] | Iterable[torch.nn.Module]",
@@ -74,6 +83,7 @@ def apply_fsdp(
     mesh: Any = None,
     reshard_after_forward: bool = True,
     mp_policy: Any = None,
+    balanced: bool = False,
 ) -> "torch.nn.Module":
     """Shard ``model`` with FSDP2: ``fully_shard`` on each block, then on the root.
 
@@ -95,6 +105,12 @@ def apply_fsdp(
     mp_policy : torch.distributed.fsdp.MixedPrecisionPolicy, optional
         E.g. ``MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)``
         on GPUs.
+    balanced : bool
+        Shard each parameter on its first dimension that the number of shards ``W`` divides
+        (dim 0 whenever it can), else on its largest one, instead of always on dim 0. Then
+        every rank holds :math:`1/W` of each parameter even when a leading dimension is
+        smaller than ``W`` (4 experts on 8 ranks: with dim-0 sharding ranks 0-3 hold a whole
+        expert each and ranks 4-7 nothing).
 
     Returns
     -------
@@ -112,6 +128,9 @@ def apply_fsdp(
     kwargs: dict[str, Any] = {"mesh": mesh, "reshard_after_forward": reshard_after_forward}
     if mp_policy is not None:
         kwargs["mp_policy"] = mp_policy
+    if balanced:
+        shards = mesh.size(mesh.ndim - 1)  # the last mesh dimension shards (HSDP: replicate, shard)
+        kwargs["shard_placement_fn"] = lambda p: placement_types.Shard(_balanced_shard_dim(tuple(p.shape), shards))
     for unit in units:
         fsdp.fully_shard(unit, **kwargs)
     fsdp.fully_shard(model, **kwargs)  # torch keeps the root gathered after forward by itself

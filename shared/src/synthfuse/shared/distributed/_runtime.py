@@ -19,7 +19,7 @@ torch = import_optional("torch")
 dist = import_optional("torch.distributed")
 
 __all__ = [
-    "DistributedEnv", "all_reduce_mean", "barrier", "choose_backend", "destroy_distributed",
+    "DistributedEnv", "all_reduce_mean", "all_reduce_sum", "barrier", "choose_backend", "destroy_distributed",
     "init_distributed",
 ]
 
@@ -94,6 +94,23 @@ def _env_int(name: str) -> int | None:
         raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
 
 
+def _elastic_agent_store(world_size: int, timeout_s: float) -> Any:
+    """torchrun's agent store with a per-attempt key prefix, or ``None`` outside torchelastic.
+
+    Under ``torchrun`` (c10d rendezvous) the workers of every restart attempt share the
+    agent's TCP store. Without a prefix, a restarted worker can read the address a dead peer
+    of the previous attempt left there and fail to connect, so ``--max-restarts`` never
+    recovers a gloo job (pytorch/pytorch#135712). Keys go under
+    ``synthfuse/attempt_<TORCHELASTIC_RESTART_COUNT>/``.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    attempt = _env_int("TORCHELASTIC_RESTART_COUNT") or 0
+    client = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                           is_master=False, timeout=datetime.timedelta(seconds=timeout_s))
+    return dist.PrefixStore(f"synthfuse/attempt_{attempt}", client)  # keys: <prefix>/<key>
+
+
 def _default_device(local_rank: int) -> "torch.device":
     if torch.cuda.is_available():
         return torch.device("cuda", local_rank % torch.cuda.device_count())
@@ -132,7 +149,9 @@ def init_distributed(
         else ``cpu``.
     init_method : str, optional
         Rendezvous URL: ``"env://"`` (default: ``MASTER_ADDR``/``MASTER_PORT``, set by
-        torchrun), ``"file:///shared/path"`` or ``"tcp://host:port"``.
+        torchrun), ``"file:///shared/path"`` or ``"tcp://host:port"``. Under torchrun's agent
+        store the keys of each restart attempt get their own prefix, so ``--max-restarts``
+        can bring a job back after a rank died.
     rank, world_size, local_rank : int, optional
         Override ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (local rank defaults to ``rank``).
     store : torch.distributed.Store, optional
@@ -178,6 +197,9 @@ def init_distributed(
                 "(torchrun sets them); or pass init_method='file:///path' / 'tcp://host:port'"
             )
         init_method = "env://"
+        store = _elastic_agent_store(world_size, timeout_s)
+        if store is not None:
+            init_method = None
     if local_rank is None:
         local_rank = _env_int("LOCAL_RANK")
         local_rank = rank if local_rank is None else local_rank
@@ -217,4 +239,16 @@ def all_reduce_mean(value: "torch.Tensor") -> "torch.Tensor":
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         out /= dist.get_world_size()
+    return out
+
+
+def all_reduce_sum(value: "torch.Tensor") -> "torch.Tensor":
+    """The sum of ``value`` over ranks, as a new tensor (a copy of ``value`` on one process).
+
+    E.g. the number of loss tokens in the global batch, to normalise a per-token loss by the
+    global count rather than by each rank's own.
+    """
+    out = value.detach().clone()
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out

@@ -20,7 +20,7 @@ from synthfuse.shared.distributed._memory import (
 )
 from synthfuse.shared.distributed._parallel import apply_ddp, apply_fsdp
 from synthfuse.shared.distributed._runtime import (
-    DistributedEnv, all_reduce_mean, destroy_distributed, init_distributed,
+    DistributedEnv, all_reduce_mean, all_reduce_sum, destroy_distributed, init_distributed,
 )
 from synthfuse.shared.distributed._seed import seed_everything
 
@@ -206,6 +206,7 @@ def two_rank_scenarios(env: DistributedEnv, ckpt_root: str, steps: int = 20) -> 
     """Every 2-rank check of the shared tests in one process group (spawning costs seconds).
 
     - ``parity``: FSDP2 (SGD, Adam with gradient clipping) and DDP (Adam) runs.
+    - ``rank_sum``: :func:`all_reduce_sum` of ``rank + 1``.
     - ``memory``: :func:`memory_scenario` for FSDP2 (Adam, SGD) and DDP (Adam).
     - checkpoints: FSDP2 + Adam trains ``steps // 2`` steps, saves, trains to ``steps``
       (``losses_after_save``); a save at ``steps`` whose shard writer fails on rank 1
@@ -215,7 +216,7 @@ def two_rank_scenarios(env: DistributedEnv, ckpt_root: str, steps: int = 20) -> 
       (``losses_after_resume``); the state at the save is returned as ``params_at_save`` for
       the 1-rank reshard check.
     """
-    out: dict[str, Any] = {"parity": {}}
+    out: dict[str, Any] = {"parity": {}, "rank_sum": all_reduce_sum(torch.tensor([env.rank + 1.0])).item()}
     for parallel, optimizer, clip in (("fsdp", "sgd", None), ("fsdp", "adam", 0.5), ("ddp", "adam", 0.5)):
         out["parity"][f"{parallel}-{optimizer}"] = run_parity(env, parallel, optimizer, steps, clip)
     out["memory"] = memory_scenarios(env, [("fsdp", "adam"), ("fsdp", "sgd"), ("ddp", "adam")])

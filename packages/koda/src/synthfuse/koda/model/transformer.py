@@ -265,16 +265,23 @@ class KodaTransformer(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def forward(self, tokens: Tensor | None = None, *, embeds: Tensor | None = None,
-                mask: Tensor | None = None) -> KodaOutput:
-        """Run the model on ``tokens`` (B, T) or on input embeddings ``embeds`` (B, T, d).
+                soft_tokens: Tensor | None = None, mask: Tensor | None = None) -> KodaOutput:
+        """Run the model on ``tokens`` (B, T), on input embeddings ``embeds`` (B, T, d) or on
+        ``soft_tokens`` (B, T, V), distributions over the vocabulary embedded as ``soft_tokens @ E``.
 
-        ``embeds`` lets a caller feed soft tokens (``probs @ model.embed.weight``) and get
-        gradients through them. ``mask`` (B, T) marks real tokens: padding is not routed to
-        experts. Sequences must be right-padded (causal attention never looks ahead, so
-        real tokens never attend to padding).
+        ``embeds`` and ``soft_tokens`` let a caller feed soft tokens and get gradients through
+        them; with ``soft_tokens`` the embedding stays inside this call (needed when the
+        parameters are sharded and only gathered during the forward pass). A one-hot row gives
+        exactly the embedding of its token. ``mask`` (B, T) marks real tokens: padding is not
+        routed to experts. Sequences must be right-padded (causal attention never looks ahead,
+        so real tokens never attend to padding).
         """
-        if (tokens is None) == (embeds is None):
-            raise ValueError("pass exactly one of tokens (B, T) or embeds (B, T, d_model)")
+        if sum(x is not None for x in (tokens, embeds, soft_tokens)) != 1:
+            raise ValueError("pass exactly one of tokens (B, T), embeds (B, T, d_model) or soft_tokens (B, T, vocab)")
+        if soft_tokens is not None:
+            if soft_tokens.dim() != 3 or soft_tokens.shape[-1] != self.config.vocab_size:
+                raise ValueError(f"soft_tokens must be (B, T, {self.config.vocab_size}), got {tuple(soft_tokens.shape)}")
+            embeds = soft_tokens @ self.embed.weight  # (B, T, d)
         if tokens is not None:
             if tokens.dim() != 2 or tokens.dtype not in (torch.int64, torch.int32):
                 raise ValueError(f"tokens must be an integer tensor (B, T), got {tuple(tokens.shape)} {tokens.dtype}")

@@ -39,15 +39,23 @@ __all__ = ["KFAC", "sampled_nll_categorical", "sampled_nll_gaussian"]
 
 
 def sampled_nll_categorical(logits: Tensor, mask: Tensor | None = None,
-                            generator: torch.Generator | None = None) -> Tensor:
+                            generator: torch.Generator | None = None, *, targets: Tensor | None = None) -> Tensor:
     """:math:`\\sum_i -\\log p(\\hat y_i \\mid x_i)` with :math:`\\hat y_i \\sim \\operatorname{softmax}(\\text{logits}_i)`.
 
     ``logits`` (..., C); ``mask`` (...) selects the rows that count. The sum (not the mean)
     makes ``d loss / d s_i`` the per-example gradient that :meth:`KFAC.update_factors` needs.
+    ``targets`` (...): samples :math:`\\hat y` drawn by the caller (e.g.
+    :func:`~synthfuse.koda.optim.keyed_categorical`, the same draws however a batch is split
+    over ranks) instead of ``torch.multinomial`` with ``generator``.
     """
     flat = logits.reshape(-1, logits.shape[-1])
-    with torch.no_grad():
-        target = torch.multinomial(torch.softmax(flat.float(), dim=-1), 1, generator=generator)[:, 0]
+    if targets is not None:
+        if targets.shape != logits.shape[:-1]:
+            raise ValueError(f"targets must have shape {tuple(logits.shape[:-1])}, got {tuple(targets.shape)}")
+        target = targets.reshape(-1)
+    else:
+        with torch.no_grad():
+            target = torch.multinomial(torch.softmax(flat.float(), dim=-1), 1, generator=generator)[:, 0]
     nll = -torch.log_softmax(flat, dim=-1).gather(1, target[:, None])[:, 0]
     if mask is not None:
         nll = nll * mask.reshape(-1).to(nll.dtype)
@@ -202,6 +210,7 @@ class KFAC:
         outputs = [o for st in states for o in st.outputs]
         grads = torch.autograd.grad(sampled_loss, outputs, retain_graph=True, allow_unused=True)
         it = iter(grads)
+        sums = []
         for st in states:
             a_rows, g_rows = [], []
             for a, out in zip(st.inputs, st.outputs):
@@ -217,10 +226,19 @@ class KFAC:
             a_all, g_all = torch.cat(a_rows), torch.cat(g_rows)
             if st.module.bias is not None:
                 a_all = torch.cat([a_all, a_all.new_ones(a_all.shape[0], 1)], dim=1)
-            n = max(a_all.shape[0], 1)
-            self._accumulate(st, (a_all.T @ a_all) / n, (g_all.T @ g_all) / n)
+            sums.append((a_all.T @ a_all, g_all.T @ g_all, a_all.new_tensor(float(a_all.shape[0]))))
             st.inputs.clear()
             st.outputs.clear()
+        for st, (aa, gg, n) in zip(states, self._reduce_moments(sums)):
+            n = n.clamp_min(1.0)
+            self._accumulate(st, aa / n, gg / n)  # A-hat = sum a a^T / n, S-hat = sum g g^T / n
+
+    def _reduce_moments(self, sums: list[tuple[Tensor, Tensor, Tensor]]) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """``(sum a a^T, sum g g^T, n)`` per layer over all examples of the step (this process's here).
+
+        :class:`~synthfuse.koda.optim.DistributedKFAC` sums them over the ranks.
+        """
+        return sums
 
     def _accumulate(self, st: _LayerState, a_new: Tensor, s_new: Tensor) -> None:
         if st.A is None:
@@ -246,14 +264,25 @@ class KFAC:
         st.S_inv = torch.cholesky_inverse(torch.linalg.cholesky(st.S + (root / pi) * eye_s))
 
     # --- preconditioning ---------------------------------------------------------------------
+    def _full(self, t: Tensor) -> Tensor:
+        """The whole tensor behind ``t`` (``t`` itself here; :class:`DistributedKFAC` gathers shards)."""
+        return t
+
+    def _write(self, param: nn.Parameter, value: Tensor) -> None:
+        """Make ``value`` (full size) the gradient of ``param``."""
+        if param.grad is None:
+            param.grad = value.clone()
+        else:
+            param.grad.copy_(value)
+
     def _grad_matrix(self, st: _LayerState) -> Tensor | None:
         w, b = st.module.weight, st.module.bias
         if w.grad is None:
             return None
         if b is None:
-            return w.grad
-        bias_grad = b.grad if b.grad is not None else torch.zeros_like(b)
-        return torch.cat([w.grad, bias_grad[:, None]], dim=1)  # (out, in + 1)
+            return self._full(w.grad)
+        bias_grad = self._full(b.grad) if b.grad is not None else torch.zeros(b.shape, dtype=b.dtype, device=b.device)
+        return torch.cat([self._full(w.grad), bias_grad[:, None]], dim=1)  # (out, in + 1)
 
     @torch.no_grad()
     def step(self) -> float:
@@ -280,14 +309,9 @@ class KFAC:
         for st, _, delta in pairs:
             delta = delta * nu
             w, b = st.module.weight, st.module.bias
-            if b is None:
-                w.grad.copy_(delta)
-            else:
-                w.grad.copy_(delta[:, :-1])
-                if b.grad is None:
-                    b.grad = delta[:, -1].clone()
-                else:
-                    b.grad.copy_(delta[:, -1])
+            self._write(w, delta if b is None else delta[:, :-1])
+            if b is not None:
+                self._write(b, delta[:, -1])
         self.steps += 1
         return nu
 

@@ -7,6 +7,9 @@ Public API (loaded on first use, so ``import synthfuse.koda.train`` does not imp
 - :class:`ProgramCorpus`, :class:`Batch` -- tokenized generated programs (:mod:`.data`);
 - :class:`SequenceCritic`, :func:`gradient_penalty`, :func:`critic_loss` -- WGAN-GP (:mod:`.critic`);
 - :class:`CommPlan`, :func:`plan_communication`, :class:`DelayedGradients` (:mod:`.comm`);
+- :class:`VerifierRL`, :func:`group_advantages`, :func:`policy_kl` -- RL from the verifier (:mod:`.rl`);
+- :class:`ParallelConfig`, :class:`Parallelism`, :func:`parallelize`, :func:`shard_rows` -- data-parallel
+  training under ``torchrun`` (:mod:`.parallel`);
 - :func:`plot_history` (:mod:`.curves`); :func:`training_demo` (:mod:`.demo`);
 - :func:`main` -- ``python -m synthfuse.koda.train`` (:mod:`.command`).
 """
@@ -22,6 +25,8 @@ _EXPORTS = {
     "SequenceCritic": "critic", "gradient_penalty": "critic", "critic_loss": "critic",
     "CommPlan": "comm", "plan_communication": "comm", "DelayedGradients": "comm",
     "plot_history": "curves", "training_demo": "demo", "main": "command",
+    "VerifierRL": "rl", "group_advantages": "rl", "policy_kl": "rl", "RLConfig": "config",
+    "ParallelConfig": "config", "Parallelism": "parallel", "parallelize": "parallel", "shard_rows": "parallel",
 }
 
 __all__ = sorted(_EXPORTS)

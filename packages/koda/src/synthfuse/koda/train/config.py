@@ -15,6 +15,11 @@ Layout of the YAML file (every section and key is optional; defaults below)::
     comm:   {world_size, torus_k, torus_n, alpha, beta, gamma, beta_byte, step_seconds, delayed}
     train:  {steps, batch_size, log_every, eval_every, checkpoint_every, out_dir, seed, device,
              progress}
+    rl:     {enabled, steps, prompts_per_step, group_size, kl_coef, lr, weight_decay, grad_clip,
+             max_new_tokens, signature_prob, step_budget, seed, log_every, checkpoint_every,
+             reward: {parse, typecheck, theta}}     # the verifier-reward phase after training
+    parallel: {strategy, backend, reshard_after_forward, balanced_shards, keep_checkpoints,
+               measure_comm}                # several processes (torchrun); train.batch_size is global
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ import yaml
 from synthfuse.koda.model.transformer import KodaModelConfig
 
 __all__ = [
-    "CommConfig", "DataConfig", "KFACConfig", "LossConfig", "OptimConfig", "RunConfig", "TermConfig",
-    "TrainConfig", "WGANConfig", "StructureConfig", "load_config",
+    "CommConfig", "DataConfig", "KFACConfig", "LossConfig", "OptimConfig", "ParallelConfig", "RLConfig",
+    "RewardConfig", "RunConfig", "TermConfig", "TrainConfig", "WGANConfig", "StructureConfig", "load_config",
 ]
 
 
@@ -152,6 +157,67 @@ class TrainConfig:
 
 
 @dataclass
+class RewardConfig:
+    """Weights of the verifier's gates in the RL reward (:func:`synthfuse.koda.synthesis.verifier_reward`)."""
+
+    parse: float = 0.1
+    typecheck: float = 0.2
+    theta: float = 1.0
+
+
+@dataclass
+class RLConfig:
+    """Reinforcement learning from the verifier after cross-entropy training (:mod:`.rl`).
+
+    Each step samples ``group_size`` programs for each of ``prompts_per_step`` prompts,
+    rewards them with the verifier, and takes a REINFORCE step with the leave-one-out group
+    baseline and a ``kl_coef``-weighted KL penalty to the trained (frozen) CE model.
+    ``step_budget``: the verifier's interpreter steps per program.
+    """
+
+    enabled: bool = False
+    steps: int = 100
+    prompts_per_step: int = 8
+    group_size: int = 8
+    kl_coef: float = 0.05
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    max_new_tokens: int = 160
+    signature_prob: float = 0.5
+    step_budget: int = 100_000
+    seed: int = 0
+    log_every: int = 5
+    checkpoint_every: int = 10
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+
+@dataclass
+class ParallelConfig:
+    """Data parallelism when the job runs on several processes (``torchrun``; :mod:`.parallel`).
+
+    ``strategy``: ``fsdp`` (FSDP2 ``fully_shard`` on every transformer block and on the root:
+    parameters, gradients and optimizer state split over the ranks, ZeRO-3), ``ddp`` (full
+    replicas, gradients all-reduced in buckets of the communication plan's size) or ``none``
+    (one process only). ``backend``: ``auto`` (gloo on CPU, NCCL on CUDA), ``gloo`` or
+    ``nccl``. ``reshard_after_forward``: FSDP2 frees a block's gathered parameters after its
+    forward (least memory) instead of keeping them for the backward (less communication).
+    ``balanced_shards``: shard each parameter on a dimension the world size divides, so every
+    rank holds the same bytes (e.g. 4 experts on 8 ranks). ``keep_checkpoints``: sharded
+    checkpoints kept in ``out_dir/checkpoints``. ``measure_comm``: time all-reduces on the live
+    process group at start-up and fit the topology model's latency and bandwidth to them for
+    the communication plan. One process ignores this section (it never shards).
+    """
+
+    strategy: str = "fsdp"
+    backend: str = "auto"
+    reshard_after_forward: bool = True
+    balanced_shards: bool = True
+    keep_checkpoints: int = 2
+    measure_comm: bool = False
+
+
+@dataclass
 class RunConfig:
     """The whole training run."""
 
@@ -161,6 +227,8 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     comm: CommConfig = field(default_factory=CommConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -291,6 +359,34 @@ def _validate(cfg: RunConfig) -> None:
     _positive(c.step_seconds, "comm.step_seconds")
     for name in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
         _positive(getattr(t, name), f"train.{name}")
+    _validate_rl(cfg.rl)
+    _validate_parallel(cfg.parallel)
+
+
+def _validate_parallel(p: ParallelConfig) -> None:
+    if p.strategy not in ("fsdp", "ddp", "none"):
+        raise ValueError(f"parallel.strategy must be 'fsdp', 'ddp' or 'none', got {p.strategy!r}")
+    if p.backend not in ("auto", "gloo", "nccl"):
+        raise ValueError(f"parallel.backend must be 'auto', 'gloo' or 'nccl', got {p.backend!r}")
+    _positive(p.keep_checkpoints, "parallel.keep_checkpoints")
+
+
+def _validate_rl(r: RLConfig) -> None:
+    for name in ("steps", "prompts_per_step", "max_new_tokens", "step_budget", "log_every", "checkpoint_every"):
+        _positive(getattr(r, name), f"rl.{name}")
+    if r.group_size < 2:
+        raise ValueError(f"rl.group_size must be >= 2 (the baseline of a sample is the mean of the others), "
+                         f"got {r.group_size}")
+    _positive(r.lr, "rl.lr")
+    for name in ("kl_coef", "weight_decay", "grad_clip"):
+        _positive(getattr(r, name), f"rl.{name}", allow_zero=True)
+    if not 0 <= r.signature_prob <= 1:
+        raise ValueError(f"rl.signature_prob must lie in [0, 1], got {r.signature_prob}")
+    weights = {name: getattr(r.reward, name) for name in ("parse", "typecheck", "theta")}
+    for name, w in weights.items():
+        _positive(w, f"rl.reward.{name}", allow_zero=True)
+    if not any(weights.values()):
+        raise ValueError("rl.reward: at least one of parse, typecheck, theta must be > 0")
 
 
 def load_config(source: str | Path | dict) -> RunConfig:

@@ -18,8 +18,10 @@ _PANELS = (
 
 
 def plot_history(history: Sequence[Mapping[str, float]], path: str | Path | None = None,
-                 title: str = "KODA training"):
+                 title: str = "KODA training", panels: Sequence[tuple[str, Sequence[str]]] = _PANELS):
     """Plot the logged terms of ``history`` (dicts with ``step`` and loss values).
+
+    ``panels``: ``(title, keys)`` per subplot (default: the training losses).
 
     With ``path`` the PNG is written there (atomically) and the figure closed; the figure is
     returned either way.
@@ -31,8 +33,8 @@ def plot_history(history: Sequence[Mapping[str, float]], path: str | Path | None
 
     if not history:
         raise ValueError("nothing to plot: the history is empty")
-    fig, axes = plt.subplots(1, len(_PANELS), figsize=(4.2 * len(_PANELS), 3.4))
-    for ax, (name, keys) in zip(axes, _PANELS):
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (name, keys) in zip(axes[0], panels):
         drawn = False
         for key in keys:
             points = [(h["step"], h[key]) for h in history if h.get(key) is not None]
