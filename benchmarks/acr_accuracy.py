@@ -174,7 +174,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: N = 1,000 only")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("benchmark-output"))
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
     args = parser.parse_args()
     sizes = [1000] if args.quick else [1000, 20000]
     rows = synthetic_rows("sine", make_heteroscedastic_sine, sizes, args.seed, with_svr=not args.quick)

@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run")
     parser.add_argument("--device", choices=["cpu", "gpu"], default=None, help="JAX device (default: JAX's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("benchmark-output"))
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
     args = parser.parse_args()
     sizes, ks = ([1000, 4000], [8, 64]) if args.quick else ([1000, 20000], [8, 64, 128, 512])
     device = jax.devices(args.device)[0] if args.device else jax.devices()[0]
