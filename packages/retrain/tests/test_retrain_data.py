@@ -71,7 +71,7 @@ def test_models_and_labels_must_fit(upgrade_pair, problem):
 def test_unknown_method_and_options(upgrade_pair, problem):
     inc, sup = upgrade_pair
     train, val = problem
-    assert available_methods() == ["frr", "kdt", "otwi", "wsft"]
+    assert available_methods() == ["auto", "dbsd", "fdd", "frr", "kdt", "otwi", "sb", "til", "wsft"]
     with pytest.raises(ValueError, match="unknown retraining method 'magic'"):
         retrain(inc, sup, train=(train.X, train.y), val=(val.X, val.y), method="magic")
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['temprature'\]"):

@@ -5,13 +5,16 @@ dominates θ†: at least as accurate, fewer negative flips against θ*, same in
 
 Public API
 ----------
-- :func:`retrain` → :class:`RetrainResult`; methods ``"wsft"``, ``"kdt"``, ``"otwi"``, ``"frr"``
+- :func:`retrain` → :class:`RetrainResult`; methods ``"wsft"``, ``"kdt"``, ``"otwi"``, ``"frr"`` and the
+  stochastic ``"til"``, ``"dbsd"``, ``"fdd"``, ``"sb"``, ``"auto"`` (selector)
   (:mod:`synthfuse.retrain.methods`: :func:`get_method`, :func:`available_methods`, :func:`register`).
 - :func:`negative_flip_rate`, :func:`evaluate`, :class:`Metrics` (:mod:`synthfuse.retrain.metrics`).
 - :func:`dominates` → :class:`Verdict`, :func:`mcnemar_exact`, :func:`paired_bootstrap_ci`.
 - :mod:`synthfuse.retrain.fisher`: :func:`diagonal_fisher`, :func:`kfac_fisher`, :func:`fisher_merge`.
 - :mod:`synthfuse.retrain.alignment`: :func:`align`, :class:`AlignmentError`;
   :mod:`synthfuse.retrain.path`: :func:`interpolate_models`, :func:`loss_barrier`.
+- :mod:`synthfuse.retrain.sde`: :func:`~synthfuse.retrain.sde.integrate` (seeded SDE engine);
+  :mod:`synthfuse.retrain.bridge`: closed-form Gaussian Schrödinger bridge, Sinkhorn coupling.
 - :func:`train_classifier`, :class:`MLP`, :class:`ConvNet`, :func:`build_architecture`.
 """
 

@@ -75,8 +75,8 @@ def retrain(
     val : DataLoader or (X, y)
         Held-out data for choices along the path (OTWI's point), the trace and the verdict.
     method : str
-        A registered method: ``"wsft"``, ``"kdt"``, ``"otwi"``, ``"frr"``
-        (:func:`synthfuse.retrain.methods.available_methods`).
+        A registered method: ``"wsft"``, ``"kdt"``, ``"otwi"``, ``"frr"``, ``"til"``, ``"dbsd"``,
+        ``"fdd"``, ``"sb"`` or ``"auto"`` (:func:`synthfuse.retrain.methods.available_methods`).
     seed : int
         Fixes shuffling, initialization and the bootstrap: same seed, same θ‡.
     device : str or torch.device

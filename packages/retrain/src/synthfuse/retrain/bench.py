@@ -39,7 +39,7 @@ from synthfuse.retrain.training import train_classifier
 from synthfuse.retrain.verdict import dominates
 from synthfuse.shared.io import atomic_write_text
 
-__all__ = ["ABLATIONS", "METHOD_OPTIONS", "Setup", "add_arguments", "main", "run", "run_digits_seed", "run_synthetic_seed", "summarize"]
+__all__ = ["ABLATIONS", "DIFFUSE_OPTIONS", "METHOD_OPTIONS", "Setup", "add_arguments", "main", "run", "run_digits_seed", "run_synthetic_seed", "summarize"]
 
 #: The options each method runs with in the benchmarks: the methods' defaults, and for KDT an
 #: ensemble teacher (``"ensemble": True``: θ† and the other superior models).
@@ -49,6 +49,9 @@ METHOD_OPTIONS: dict[str, dict[str, Any]] = {
     "otwi": dict(finetune_epochs=20),
     "frr": dict(epochs=10),
 }
+
+#: The stochastic methods (their defaults); run them with ``--methods til fdd dbsd sb``.
+DIFFUSE_OPTIONS: dict[str, dict[str, Any]] = {"til": {}, "fdd": {}, "dbsd": {}, "sb": {}}
 
 #: Variants run with ``--ablations``: name -> (method, options).
 ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -84,7 +87,8 @@ def _quick(setup: Setup) -> Setup:
 
 
 def _options(name: str, quick: bool) -> tuple[str, dict[str, Any]]:
-    method, o = (name, dict(METHOD_OPTIONS[name])) if name in METHOD_OPTIONS else (ABLATIONS[name][0], dict(ABLATIONS[name][1]))
+    named = {**METHOD_OPTIONS, **DIFFUSE_OPTIONS}
+    method, o = (name, dict(named[name])) if name in named else (ABLATIONS[name][0], dict(ABLATIONS[name][1]))
     if quick:
         for key in ("epochs", "finetune_epochs"):
             if key in o:
@@ -308,7 +312,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("suite", choices=["synthetic", "digits"])
     parser.add_argument("--quick", action="store_true", help="small sizes and short schedules (smoke run)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (0 with --quick)")
-    parser.add_argument("--methods", nargs="+", default=list(METHOD_OPTIONS), choices=list(METHOD_OPTIONS))
+    parser.add_argument("--methods", nargs="+", default=list(METHOD_OPTIONS), choices=list(METHOD_OPTIONS) + list(DIFFUSE_OPTIONS))
     parser.add_argument("--ablations", action="store_true", help=f"also run {list(ABLATIONS)}")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
     parser.add_argument("--out", type=Path, default=Path("bench-output"))
