@@ -10,6 +10,8 @@ Public API
 - State helpers: :func:`save_state`, :func:`load_state`, :func:`detach_state`,
   :func:`state_nbytes`; sampling: :func:`sample_next`.
 - :class:`TransformerBaseline`, :class:`TransformerConfig`: a same-size causal Transformer.
+- :mod:`synthfuse.synthe.train` (imported on demand): the trainer, run configs, text data,
+  Zoology tasks and probe diagnostics.
 """
 
 from synthfuse.synthe.__about__ import __version__

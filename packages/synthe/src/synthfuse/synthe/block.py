@@ -22,6 +22,8 @@ class BlockOutput:
 class SyntheBlock(nn.Module):
     """``h += Momentum(n(h)); h += Delta(n(h)); h += Kalman(n(h)); h += Probe(n(h), confidence)``.
 
+    ``config.delta = False`` drops the delta layer (an ablation).
+
     Absent tokens (``mask`` False) are identity steps for every layer and keep ``h`` unchanged;
     when no token is present at all the block does no arithmetic and only moves its
     convolution and probe windows forward (:meth:`advance_absent`).
@@ -30,9 +32,10 @@ class SyntheBlock(nn.Module):
     def __init__(self, config: SyntheConfig, probe: bool) -> None:
         super().__init__()
         d, h = config.d_model, config.n_heads
-        self.momentum_norm, self.delta_norm, self.kalman_norm = (nn.RMSNorm(d, eps=1e-6) for _ in range(3))
+        self.momentum_norm, self.kalman_norm = nn.RMSNorm(d, eps=1e-6), nn.RMSNorm(d, eps=1e-6)
         self.momentum = MomentumLayer(d, h, config.chunk_size)
-        self.delta = DeltaLayer(d, h, config.conv_size, config.chunk_size)
+        self.delta_norm = nn.RMSNorm(d, eps=1e-6) if config.delta else None
+        self.delta = DeltaLayer(d, h, config.conv_size, config.chunk_size) if config.delta else None
         self.kalman = KalmanLayer(d, config.kalman_dim)
         self.probe_norm = nn.RMSNorm(d, eps=1e-6) if probe else None
         self.probe = AttentionProbe(d, h, config.probe_window, config.probe_threshold) if probe else None
@@ -40,8 +43,8 @@ class SyntheBlock(nn.Module):
             layer.check_finite = False  # the model's input is token ids: activations need no scan
 
     def _layers(self) -> dict[str, nn.Module]:
-        layers = {"momentum": self.momentum, "delta": self.delta, "kalman": self.kalman}
-        return layers if self.probe is None else {**layers, "probe": self.probe}
+        layers = {"momentum": self.momentum, "delta": self.delta, "kalman": self.kalman, "probe": self.probe}
+        return {name: layer for name, layer in layers.items() if layer is not None}
 
     def init_state(self, batch: int, device=None, dtype=None) -> dict:
         return {name: layer.init_state(batch, device, dtype) for name, layer in self._layers().items()}
@@ -57,11 +60,13 @@ class SyntheBlock(nn.Module):
             return BlockOutput(h, self.advance_absent(state, t), ones, fire)
         y, momentum = self.momentum(self.momentum_norm(h), state["momentum"], mask)
         h = h + y
-        y, delta = self.delta(self.delta_norm(h), state["delta"], mask)
-        h = h + y
+        new_state = {"momentum": momentum}
+        if self.delta is not None:
+            y, new_state["delta"] = self.delta(self.delta_norm(h), state["delta"], mask)
+            h = h + y
         filtered = self.kalman.filter(self.kalman_norm(h), state["kalman"], mask)
         h = h + filtered.y
-        new_state = {"momentum": momentum, "delta": delta, "kalman": filtered.state}
+        new_state["kalman"] = filtered.state
         fire = None
         if self.probe is not None:
             fire = self.probe.fire_mask(filtered.confidence, mask, b, t, h.device)

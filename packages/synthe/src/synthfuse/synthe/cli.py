@@ -6,11 +6,13 @@ from typing import Sequence
 
 from synthfuse.shared.cli import package_parser, run_parser
 from synthfuse.synthe.__about__ import __version__
+from synthfuse.synthe.train.cli import add_subcommands
 
 
 def build_parser():
     """The ``synthfuse synthe`` parser; each subcommand sets ``func``."""
-    parser, _subcommands = package_parser("synthfuse synthe", __version__, "Online-learning sequence models: layers, memory hub, depth router.")
+    parser, subcommands = package_parser("synthfuse synthe", __version__, "Online-learning sequence models: layers, memory hub, depth router.")
+    add_subcommands(subcommands)
     return parser
 
 

@@ -24,8 +24,43 @@ from typing import Any
 from synthfuse.shared.io import atomic_write_text
 
 
+class YamlConfig:
+    """Dict / YAML round trip of a dataclass config; unknown keys raise ``ValueError`` naming them."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        """Build from a mapping; unknown keys raise ``ValueError`` naming them and the valid keys."""
+        if not isinstance(values, dict):
+            raise ValueError(f"a {cls.__name__} needs a mapping of field: value; got {type(values).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} key(s) {unknown}; valid keys: {known}")
+        return cls(**values)
+
+    def to_yaml(self, path: str | os.PathLike | None = None) -> str:
+        """Return the YAML text; also write it atomically to ``path`` when given."""
+        import yaml
+
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            atomic_write_text(path, text)
+        return text
+
+    @classmethod
+    def from_yaml(cls, source: str | os.PathLike):
+        """Load from a YAML file path (or YAML text containing a newline)."""
+        import yaml
+
+        text = source if isinstance(source, str) and "\n" in source else Path(source).read_text(encoding="utf-8")
+        return cls.from_dict(yaml.safe_load(text) or {})
+
+
 @dataclass
-class SyntheConfig:
+class SyntheConfig(YamlConfig):
     """Configuration of :class:`synthfuse.synthe.Synthe`.
 
     ``None`` defaults are resolved in ``__post_init__`` from the other fields (so a config
@@ -45,6 +80,8 @@ class SyntheConfig:
         Blocks that end with an attention probe (default: every second block, 1, 3, 5, ...).
     probe_window, probe_threshold : int, float
         Probe window ``w`` and the confidence below which a token fires.
+    delta : bool
+        Whether each block has its DeltaLayer (False: the ablation "SYNTHE without DeltaLayer").
     hub : bool
         Whether the Temporal Memory Hub runs (after block ``hub_layer``).
     hub_dim, hub_layer, sentence_len, discourse_len : int
@@ -75,6 +112,7 @@ class SyntheConfig:
     probe_layers: list[int] | None = None
     probe_window: int = 64
     probe_threshold: float = 0.5
+    delta: bool = True
     hub: bool = True
     hub_dim: int | None = None
     hub_layer: int = 0
@@ -145,41 +183,10 @@ class SyntheConfig:
         """~528 M parameters at vocabulary 32,000."""
         return cls(**{"d_model": 1024, "n_layers": 31, "n_heads": 16, **overrides})
 
-    # -- YAML --------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "SyntheConfig":
-        """Build from a mapping; unknown keys raise ``ValueError`` naming them and the valid keys."""
-        if not isinstance(values, dict):
-            raise ValueError(f"a SyntheConfig needs a mapping of field: value; got {type(values).__name__}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"unknown SyntheConfig key(s) {unknown}; valid keys: {known}")
-        return cls(**values)
-
-    def to_yaml(self, path: str | os.PathLike | None = None) -> str:
-        """Return the YAML text; also write it atomically to ``path`` when given."""
-        import yaml
-
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        if path is not None:
-            atomic_write_text(path, text)
-        return text
-
-    @classmethod
-    def from_yaml(cls, source: str | os.PathLike) -> "SyntheConfig":
-        """Load from a YAML file path (or YAML text containing a newline)."""
-        import yaml
-
-        text = source if isinstance(source, str) and "\n" in source else Path(source).read_text(encoding="utf-8")
-        return cls.from_dict(yaml.safe_load(text) or {})
-
-
-def _check_types(config: SyntheConfig) -> None:
-    hints = typing.get_type_hints(SyntheConfig)
+def _check_types(config: Any) -> None:
+    """Check every field of a dataclass instance against its annotation (ints promote to floats)."""
+    hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         value, hint = getattr(config, f.name), hints[f.name]
         args = typing.get_args(hint)
@@ -200,5 +207,5 @@ def _check_types(config: SyntheConfig) -> None:
         else:
             ok = isinstance(value, base)
         if not ok:
-            raise ValueError(f"SyntheConfig.{f.name} must be {hint}; got {value!r}")
+            raise ValueError(f"{type(config).__name__}.{f.name} must be {hint}; got {value!r}")
 

@@ -1,0 +1,139 @@
+"""The ``train``, ``zoology`` and ``probe-report`` subcommands of ``synthfuse synthe``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from synthfuse.shared.demo import format_table
+from synthfuse.shared.io import atomic_write_text
+from synthfuse.synthe.train.config import RunConfig
+from synthfuse.synthe.train.trainer import CHECKPOINT, Trainer
+
+_TRAIN_OVERRIDES = ("batch_size", "lr", "min_lr", "warmup_steps", "max_steps", "weight_decay", "grad_clip",
+                    "eval_interval", "eval_batches", "log_interval", "checkpoint_interval", "time_budget_s", "seed",
+                    "device", "out_dir")
+_DATA_OVERRIDES = ("seq_len", "tokenizer", "vocab_size", "num_kv_pairs", "cache_dir")
+
+
+def add_run_arguments(p) -> None:
+    """Options shared by ``train`` and ``probe-report`` (each overrides the config file)."""
+    p.add_argument("--config", help="a run YAML (model/data/train sections) or a bare configs/synthe_*.yaml")
+    p.add_argument("--data", help="tinyshakespeare | mqar | copy | state | parity | s5 | PATH.txt")
+    p.add_argument("--model", choices=("synthe", "transformer"), help="model type (default: the config's, else synthe)")
+    for name, kind in (("batch_size", int), ("lr", float), ("min_lr", float), ("warmup_steps", int), ("max_steps", int),
+                       ("weight_decay", float), ("grad_clip", float), ("eval_interval", int), ("eval_batches", int),
+                       ("log_interval", int), ("checkpoint_interval", int), ("time_budget_s", float), ("seed", int),
+                       ("seq_len", int), ("vocab_size", int), ("num_kv_pairs", int)):
+        p.add_argument(f"--{name}", type=kind)
+    p.add_argument("--tokenizer", choices=("char", "byte"))
+    p.add_argument("--cache_dir", help="where tinyshakespeare is cached / downloaded to")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... or auto")
+    p.add_argument("--out_dir", help="run folder: checkpoint.pt, metrics.jsonl, loss.png (default runs/<model>_<data>)")
+    p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+
+
+def run_config_from_args(args) -> RunConfig:
+    """Config file (or defaults) with the command-line overrides applied."""
+    run = RunConfig.from_yaml(args.config) if args.config else RunConfig()
+    data = {k: getattr(args, k) for k in _DATA_OVERRIDES}
+    data["name"] = args.data
+    run = run.replace(model_type=args.model, data=data, train={k: getattr(args, k) for k in _TRAIN_OVERRIDES})
+    if run.train.out_dir is None:
+        run = run.replace(train={"out_dir": str(Path("runs") / f"{run.model_type}_{Path(run.data.name).stem}")})
+    return run
+
+
+def cmd_train(args) -> int:
+    run = run_config_from_args(args)
+    trainer = Trainer(run, resume=args.resume, progress=not args.no_progress)
+    run.to_yaml(Path(run.train.out_dir) / "run.yaml")
+    final = trainer.fit()
+    print(f"step {trainer.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in final.items()))
+    if hasattr(trainer.data, "tokenizer") and args.sample_tokens > 0:
+        prompt = trainer.data.tokenizer.decode(trainer.data.splits["val"][:1].tolist())
+        greedy = trainer.sample(prompt, args.sample_tokens, temperature=0.0)
+        sampled = trainer.sample(prompt, args.sample_tokens, temperature=0.8, top_k=50)
+        text = f"--- greedy ---\n{prompt}{greedy}\n--- sampled (T=0.8, top-k 50) ---\n{prompt}{sampled}\n"
+        atomic_write_text(Path(run.train.out_dir) / "samples.txt", text)
+        print(text)
+    print(f"wrote {run.train.out_dir}/{{{CHECKPOINT}, metrics.jsonl, loss.png, run.yaml}}")
+    return 0
+
+
+def cmd_zoology(args) -> int:
+    from synthfuse.synthe.train.zoology import ZoologySpec, plot_zoology, run_zoology
+
+    rows = []
+    for task in args.tasks:
+        spec = ZoologySpec(task="s5" if task == "state" else task, seq_len=args.seq_len, num_kv_pairs=args.num_kv_pairs,
+                           vocab_size=args.vocab_size, d_model=args.d_model, n_layers=args.n_layers,
+                           n_heads=args.n_heads, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                           eval_interval=args.eval_interval, seed=args.seed, device=args.device)
+        rows += run_zoology(spec, args.variants, progress=not args.no_progress)
+    out = Path(args.out_dir)
+    atomic_write_text(out / "zoology.json", json.dumps(rows, indent=1))
+    plot_zoology(rows, out / "zoology.png")
+    print(format_table([{k: v for k, v in r.items() if k != "curve"} for r in rows]))
+    print(f"wrote {out}/zoology.json, {out}/zoology.png")
+    return 0
+
+
+def cmd_probe_report(args) -> int:
+    from synthfuse.synthe.train.data import batch_generator
+    from synthfuse.synthe.train.probe_report import plot_probe_report, probe_report
+
+    if args.checkpoint:
+        ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        run = RunConfig.from_dict(ckpt["run_config"])
+        run = run.replace(train={"device": args.device, "out_dir": str(Path(args.checkpoint).parent)})
+        trainer = Trainer(run, progress=False)
+        trainer.load(args.checkpoint)
+    else:
+        run = run_config_from_args(args)
+        trainer = Trainer(run, progress=not args.no_progress)
+        trainer.fit()
+    x, y = trainer.data.batch("val", run.train.batch_size, batch_generator(run.train.seed, "val", 0))
+    report = probe_report(trainer.model, x.to(trainer.device), y.to(trainer.device))
+    out = Path(args.report_dir or run.train.out_dir)
+    paths = plot_probe_report(report, out)
+    c = report["confidence"].double()
+    print(f"confidence: mean {c.mean():.3f}, quantiles 10/50/90% "
+          + ", ".join(f"{q:.3f}" for q in c.quantile(torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)).tolist()))
+    for key in ("probe_sweep", "exit_sweep"):
+        if report[key]:
+            print(f"\n{key}:\n{format_table(report[key])}")
+    atomic_write_text(out / "probe_report.json",
+                      json.dumps({k: report[k] for k in ("probe_sweep", "exit_sweep")}, indent=1))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def add_subcommands(sub) -> None:
+    """Register ``train``, ``zoology`` and ``probe-report`` on a subparsers object."""
+    p = sub.add_parser("train", help="train SYNTHE or the Transformer baseline (text or Zoology tasks)")
+    add_run_arguments(p)
+    p.add_argument("--resume", action="store_true", help="continue from <out_dir>/checkpoint.pt")
+    p.add_argument("--sample_tokens", type=int, default=300, help="text sample length after training (0: none)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("zoology", help="Zoology suite: accuracy per task for SYNTHE, SYNTHE without delta, Transformer")
+    p.add_argument("--tasks", nargs="+", default=["mqar"], choices=("mqar", "copy", "parity", "s5", "state"))
+    p.add_argument("--variants", nargs="+", default=["synthe", "synthe-no-delta", "transformer"],
+                   choices=("synthe", "synthe-no-delta", "transformer"))
+    for name, kind, default in (("seq_len", int, 64), ("num_kv_pairs", int, 4), ("vocab_size", int, 8192),
+                                ("d_model", int, 128), ("n_layers", int, 2), ("n_heads", int, 2), ("steps", int, 1500),
+                                ("batch_size", int, 64), ("lr", float, 3e-3), ("eval_interval", int, 100), ("seed", int, 0)):
+        p.add_argument(f"--{name}", type=kind, default=default)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out_dir", default="runs/zoology")
+    p.add_argument("--no_progress", action="store_true")
+    p.set_defaults(func=cmd_zoology)
+
+    p = sub.add_parser("probe-report", help="confidence histogram, probe and early-exit threshold sweeps (PNG)")
+    add_run_arguments(p)
+    p.add_argument("--checkpoint", help="a trained run's checkpoint.pt (otherwise train first with the options)")
+    p.add_argument("--report_dir", help="where the PNGs go (default: the run folder)")
+    p.set_defaults(func=cmd_probe_report)

@@ -1,0 +1,94 @@
+"""The Zoology synthetic suite: accuracy per task for SYNTHE, SYNTHE without DeltaLayer and a Transformer.
+
+Every model is trained by the same :class:`~synthfuse.synthe.train.trainer.Trainer` for a fixed
+step budget (accuracy on MQAR jumps late, so no plateau stopping) and scored by argmax accuracy
+at the scored positions of fixed held-out batches. On MQAR the SYNTHE variants run with the
+AttentionProbe off (``probe_layers = []``): a probe window covering the query gap would solve
+recall by attention and say nothing about the online layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from synthfuse.synthe.config import SyntheConfig
+from synthfuse.synthe.train.config import DataConfig, RunConfig, TrainConfig
+from synthfuse.synthe.train.trainer import Trainer
+
+VARIANTS = ("synthe", "synthe-no-delta", "transformer")
+
+
+@dataclass
+class ZoologySpec:
+    """Sizes of one Zoology run (defaults: the issue's MQAR target, vocab 8192, 2 blocks, width 128)."""
+
+    task: str = "mqar"
+    seq_len: int = 64
+    num_kv_pairs: int = 4
+    vocab_size: int = 8192
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 2
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup_steps: int = 50
+    eval_interval: int = 100
+    eval_batches: int = 8
+    seed: int = 0
+    device: str = "auto"
+
+
+def zoology_run_config(spec: ZoologySpec, variant: str) -> RunConfig:
+    """The :class:`RunConfig` of ``variant`` on ``spec``."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown Zoology variant {variant!r}; choose from {VARIANTS}")
+    model = SyntheConfig(
+        vocab_size=spec.vocab_size, d_model=spec.d_model, n_layers=spec.n_layers, n_heads=spec.n_heads,
+        chunk_size=min(64, 1 << (spec.seq_len - 1).bit_length()), delta=variant != "synthe-no-delta",
+        **({"probe_layers": []} if spec.task == "mqar" else {}),
+    )
+    data = DataConfig(name=spec.task, seq_len=spec.seq_len, vocab_size=spec.vocab_size, num_kv_pairs=spec.num_kv_pairs)
+    train = TrainConfig(
+        batch_size=spec.batch_size, lr=spec.lr, min_lr=spec.lr / 10, warmup_steps=spec.warmup_steps,
+        max_steps=spec.steps, weight_decay=0.1, eval_interval=spec.eval_interval, eval_batches=spec.eval_batches,
+        log_interval=spec.eval_interval, checkpoint_interval=spec.steps, seed=spec.seed, device=spec.device,
+    )
+    return RunConfig(model_type="transformer" if variant == "transformer" else "synthe", model=model, data=data, train=train)
+
+
+def run_zoology(spec: ZoologySpec, variants=VARIANTS, progress: bool = True) -> list[dict]:
+    """Train each variant on ``spec``; one row per variant with final accuracy and its curve."""
+    rows = []
+    for variant in variants:
+        trainer = Trainer(zoology_run_config(spec, variant), progress=progress)
+        final = trainer.fit()
+        curve = [(r["step"], r["val_acc"]) for r in trainer.history if "val_acc" in r]
+        first_99 = next((s for s, a in curve if a >= 0.99), None)
+        rows.append({
+            "task": spec.task, "variant": variant, "steps": trainer.step, "params": sum(p.numel() for p in trainer.model.parameters()),
+            "val_acc": final["val_acc"], "val_loss": final["val_loss"], "first_step_99": first_99, "curve": curve,
+        })
+    return rows
+
+
+def plot_zoology(rows: list[dict], path) -> None:
+    """Accuracy curves (one panel per task, one line per variant), saved atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from synthfuse.shared.io import atomic_open
+
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for r in (r for r in rows if r["task"] == task):
+            ax.plot([s for s, _ in r["curve"]], [a for _, a in r["curve"]], "o-", ms=3, label=r["variant"])
+        ax.set(title=task, xlabel="step", ylabel="val accuracy", ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=120)
+    plt.close(fig)
