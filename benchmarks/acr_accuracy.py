@@ -39,7 +39,8 @@ from sklearn.svm import SVR
 from synthfuse.acr import MixtureOfSVRExperts
 from synthfuse.acr.datasets import make_heteroscedastic_friedman1, make_heteroscedastic_sine
 from synthfuse.shared.demo import format_table
-from synthfuse.shared.io import atomic_open, atomic_write_text
+from synthfuse.shared.io import atomic_open
+from _report import write_report
 
 TUNED = dict(n_experts=32, n_partitions=4, lam_tree=100.0, smoothing=3.0)
 
@@ -193,11 +194,7 @@ def main() -> None:
         + "\n### Conformal intervals on 20,000 held-out sine points (defaults)\n\n"
         + format_table(intervals)
     )
-    print("\n" + report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "acr_accuracy.md", report)
-    plot(rows, args.out / "acr_accuracy.png")
-    print(f"wrote {args.out / 'acr_accuracy.md'} and {args.out / 'acr_accuracy.png'}")
+    write_report(args.out, "acr_accuracy", report, plot, rows)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ from synthfuse.acr._experts import pack_problem, solve_experts, trace_count
 from synthfuse.acr._features import PolynomialMap
 from synthfuse.acr.datasets import make_heteroscedastic_sine
 from synthfuse.shared.demo import format_table
-from synthfuse.shared.io import atomic_open, atomic_write_text
+from synthfuse.shared.io import atomic_open
+from _report import write_report
 
 DEFAULTS = dict(C=1.0, epsilon=0.1, delta=2.0, tol=1e-4, max_iter=500)
 LAM = 30.0
@@ -149,11 +150,7 @@ def main() -> None:
         + format_table([{"JAX backend start s": fits["backend"], "first fit s": fits["first"],
                          "warm refit s": fits["warm"], "compiles": fits["compiles"]}])
     )
-    print("\n" + report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "acr_scaling.md", report)
-    plot(rows, args.out / "acr_scaling.png")
-    print(f"wrote {args.out / 'acr_scaling.md'} and {args.out / 'acr_scaling.png'}")
+    write_report(args.out, "acr_scaling", report, plot, rows)
 
 
 if __name__ == "__main__":

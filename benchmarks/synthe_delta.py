@@ -23,11 +23,12 @@ from pathlib import Path
 import torch
 
 from synthfuse.shared.demo import format_table
-from synthfuse.shared.io import atomic_open, atomic_write_text
+from synthfuse.shared.io import atomic_open
 from synthfuse.synthe.layers._common import l2_normalize
 from synthfuse.synthe.layers.delta import chunk_gated_delta_rule, gated_delta_rule_step
 
 from _timing import median_seconds
+from _report import write_report
 
 def recurrent(q, k, v, beta, log_alpha, s0):
     state, outs = s0, []
@@ -96,11 +97,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      "chunked_s": fast, "speedup": slow / fast, "rel_err": err})
         print(f"  {workload}: recurrent {slow:.3f} s, chunked {fast:.3f} s, x{slow / fast:.1f}", flush=True)
     table = format_table(rows)
-    print("\n" + table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "synthe_delta.md", table)
-    plot(rows, args.out / "synthe_delta.png")
-    print(f"wrote {args.out / 'synthe_delta.md'} and {args.out / 'synthe_delta.png'}")
+    write_report(args.out, "synthe_delta", table, plot, rows)
     return rows
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from synthfuse.shared.demo import format_table
-from synthfuse.shared.io import atomic_open, atomic_write_text
+from synthfuse.shared.io import atomic_open
 from synthfuse.synthe import Synthe, SyntheConfig
+from _report import write_report
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 THRESHOLDS = [0.99, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5]
@@ -151,11 +152,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 "block_flops_saved": 1 - best["block_flops_ratio"], "loss_increase": best["loss_increase"],
                 "ms_per_token_full": slow, "ms_per_token_exit": fast, "generation_speedup": slow / fast}]
     text = "## Threshold sweep (anchor: full depth)\n\n" + format_table(rows) + "\n## Chosen threshold\n\n" + format_table(summary)
-    print("\n" + text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "synthe_early_exit.md", text)
-    plot(rows, args.out / "synthe_early_exit.png")
-    print(f"wrote {args.out / 'synthe_early_exit.md'} and {args.out / 'synthe_early_exit.png'}")
+    write_report(args.out, "synthe_early_exit", text, plot, rows)
     return rows
 
 
