@@ -33,7 +33,7 @@ Data layout ("tiles", no padding blow-up): the samples of each expert are cut in
 rows; expert :math:`k` owns :math:`\\lceil n_k / T \\rceil` tiles, so unequal experts waste at most
 ``T - 1`` padded rows each. Tiles make every product a dense batched matmul; per-expert sums are one
 ``jax.ops.segment_sum`` over tiles (a one-hot matmul on GPUs, where it is deterministic). The sizes
-(tiles, ``T``, experts; features up to 64) are rounded up to powers of two, so refitting with the
+(tiles, ``T``, experts) are rounded up to powers of two and the features to a multiple of 8, so refitting with the
 same buckets reuses the compiled program (see :func:`plan_bucket`). Products run at full float32
 precision (no TF32 on GPUs).
 """
@@ -94,8 +94,8 @@ def _smoothed_eps_grad(u, epsilon, delta):
 class Bucket(NamedTuple):
     """Padded sizes of one compiled solver program (each a power of two).
 
-    ``n_tiles`` tiles of ``tile`` rows, ``n_features`` feature columns (a power of two up to 64,
-    then a multiple of 64) and ``n_experts`` experts.
+    ``n_tiles`` tiles of ``tile`` rows, ``n_features`` feature columns (a multiple of 8) and
+    ``n_experts`` experts.
     """
 
     n_tiles: int
@@ -105,8 +105,12 @@ class Bucket(NamedTuple):
 
 
 def _feature_width(n_features: int) -> int:
-    """Padded feature count: a power of two up to 64, then the next multiple of 64."""
-    return _next_pow2(n_features) if n_features <= 64 else 64 * -(-n_features // 64)
+    """Padded feature count: the next multiple of 8.
+
+    Every padded column costs in the per-expert :math:`O(P^3)` factorization, so the padding is
+    kept to the SIMD width rather than a power of two (56 features stay 56, not 64).
+    """
+    return 8 * -(-max(int(n_features), 1) // 8)
 
 
 def plan_bucket(stages: list[tuple[int, int]], n_features: int) -> Bucket:
@@ -264,8 +268,9 @@ def _expert_sum(x, tile_expert, n_experts, dense):
     return jax.ops.segment_sum(x, tile_expert, num_segments=n_experts, indices_are_sorted=True)
 
 
-#: Tiles per chunk of the Gram accumulation are capped so a chunk holds about 2**22 floats.
-_GRAM_CHUNK_FLOATS = 1 << 22
+#: Tiles per chunk of the Gram accumulation are capped so a chunk's per-tile products (about
+#: 2**16 floats, 256 KiB) stay in cache until they are summed per expert.
+_GRAM_CHUNK_FLOATS = 1 << 16
 
 
 def _gram(phi, weight, tile_expert, n_experts, dense):
@@ -275,7 +280,7 @@ def _gram(phi, weight, tile_expert, n_experts, dense):
     wide feature maps; ``n_tiles`` and the chunk are powers of two, so chunks tile exactly.
     """
     n_tiles, _, P = phi.shape
-    chunk = min(n_tiles, _prev_pow2(max(_GRAM_CHUNK_FLOATS // (P * P), 1)))
+    chunk = min(n_tiles, _prev_pow2(max(_GRAM_CHUNK_FLOATS // (P * P), 1)))  # n_tiles: a power of 2
 
     def add_chunk(c, acc):
         sl = lambda a: jax.lax.dynamic_slice_in_dim(a, c * chunk, chunk)  # noqa: E731
