@@ -1,4 +1,4 @@
-"""Geometry of Euclidean, Sphere and PoincareBall on numpy arrays: identities and closed forms."""
+"""Geometry of Euclidean, Sphere, PoincareBall and Lorentz on numpy arrays: identities and closed forms."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from synthfuse.shared.manifold import Euclidean, PoincareBall, Sphere
+from synthfuse.shared.manifold import Euclidean, Lorentz, PoincareBall, Sphere
 
 MANIFOLDS = [
     pytest.param(Euclidean(), id="euclidean"),
@@ -16,12 +16,14 @@ MANIFOLDS = [
     pytest.param(Sphere(radius=2.5), id="sphere-r2.5"),
     pytest.param(PoincareBall(), id="ball"),
     pytest.param(PoincareBall(c=0.3), id="ball-c0.3"),
+    pytest.param(Lorentz(), id="lorentz"),
+    pytest.param(Lorentz(c=0.3), id="lorentz-c0.3"),
 ]
 DIM = 5
 
 
 def _points(m, n: int, seed: int) -> np.ndarray:
-    if isinstance(m, PoincareBall):
+    if isinstance(m, (PoincareBall, Lorentz)):
         return m.random(n, DIM, std=0.8, generator=seed)
     return m.random(n, DIM, generator=seed)
 
@@ -114,6 +116,8 @@ def _point_from(m, raw: np.ndarray, scale: float) -> np.ndarray:
         return m.proj(raw)  # raw = 0 is allowed: proj has a documented answer
     if isinstance(m, PoincareBall):
         return m.exp(np.zeros_like(raw), scale * raw)  # reaches the boundary margin for large scale
+    if isinstance(m, Lorentz):
+        return m.exp(m.origin(raw), scale * raw)  # exp reads the spatial part of the step
     return scale * raw
 
 

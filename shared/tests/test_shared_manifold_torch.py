@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthfuse.shared.manifold import Euclidean, PoincareBall, Sphere
+from synthfuse.shared.manifold import Euclidean, Lorentz, PoincareBall, Sphere
 
 torch = pytest.importorskip("torch")
 
@@ -14,13 +14,14 @@ MANIFOLDS = [
     pytest.param(Euclidean(), id="euclidean"),
     pytest.param(Sphere(radius=1.5), id="sphere"),
     pytest.param(PoincareBall(c=0.7), id="ball"),
+    pytest.param(Lorentz(c=0.7), id="lorentz"),
 ]
 
 
 def _sample(m, seed: int, n: int = 6, dim: int = 4):
     """Points x, y and tangent vectors u, v at x (numpy float64)."""
     rng = np.random.default_rng(seed)
-    kw = {"std": 0.6} if isinstance(m, PoincareBall) else {}
+    kw = {"std": 0.6} if isinstance(m, (PoincareBall, Lorentz)) else {}
     x, y = m.random(n, dim, generator=rng, **kw), m.random(n, dim, generator=rng, **kw)
     u, v = m.proju(x, rng.standard_normal((n, dim))), m.proju(x, rng.standard_normal((n, dim)))
     if isinstance(m, PoincareBall):  # Riemannian norms ~ 2, so exp stays clear of the margin
@@ -67,7 +68,7 @@ def test_shared_manifold_numpy_and_torch_agree(m):
 def test_shared_manifold_jax_agrees_with_numpy_in_float32():
     """jax runs the same code, also under ``jax.jit`` (one compiled function per manifold)."""
     jax = pytest.importorskip("jax")
-    for m in (Euclidean(), Sphere(radius=1.5), PoincareBall(c=0.7)):
+    for m in (Euclidean(), Sphere(radius=1.5), PoincareBall(c=0.7), Lorentz(c=0.7)):
         x, y, u, v = _sample(m, 1)
         reference = _all_ops(m, x, y, u, v, float32=True)
         args = tuple(jax.numpy.asarray(a, dtype=jax.numpy.float32) for a in (x, y, u, v))
@@ -100,6 +101,12 @@ def test_shared_manifold_gradients_match_finite_differences(m):
     }
     for name, fn in checks.items():
         assert torch.autograd.gradcheck(fn, (x, y, u), eps=1e-6, atol=1e-5), name
+
+
+def _unit_tangent(m, x, v):
+    """``proju(x, v)`` scaled to Riemannian norm 1."""
+    w = m.proju(x, v)
+    return w / m.inner(x, w, w, keepdims=True).sqrt()
 
 
 def _edge_cases(m, dtype):
@@ -141,6 +148,23 @@ def _edge_cases(m, dtype):
             ("transp(edge, x, v)", lambda e, x, v: m.transp(e, x, v), (edge, x, v)),
             ("egrad2rgrad(edge, v)", lambda e, v: m.egrad2rgrad(e, v), (edge, v)),
             ("inner(edge, v, v)", lambda e, v: m.inner(e, v, v), (edge, v)),
+        ]
+    if isinstance(m, Lorentz):
+        apex = m.origin(x)
+        out = m.proju(apex, x)
+        far = m.exp(apex, 20 * out / m.inner(apex, out, out, keepdims=True).sqrt())  # 20 from the apex
+        cases += [
+            ("dist(o, o)", lambda o: m.dist(o, o), (apex,)),
+            ("log(o, o)", lambda o: m.log(o, o), (apex,)),
+            ("dist(o, y)", lambda o, y: m.dist(o, y), (apex, x)),
+            ("log(o, y)", lambda o, y: m.log(o, y), (apex, x)),
+            ("transp(o, o, v)", lambda o, v: m.transp(o, o, v), (apex, v)),
+            ("dist(far, x)", lambda f, x: m.dist(f, x), (far, x)),
+            ("dist(far, far)", lambda f: m.dist(f, f), (far,)),
+            ("dist(far, mirror)", lambda f: m.dist(f, f * torch.tensor([1.0, -1.0, -1.0], dtype=dtype)), (far,)),
+            ("log(x, far)", lambda x, f: m.log(x, f), (x, far)),
+            ("exp(far, v)", lambda f, v: m.exp(f, _unit_tangent(m, f, v)), (far, v)),
+            ("transp(far, x, v)", lambda f, x, v: m.transp(f, x, _unit_tangent(m, f, v)), (far, x, v)),
         ]
     return cases
 

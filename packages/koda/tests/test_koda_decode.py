@@ -5,9 +5,9 @@ import torch
 
 from synthfuse.koda.data import THETA_CLASSES, generate
 from synthfuse.koda.decode import ProgramConstraint, contrastive_search, filter_logits, greedy, sample
-from synthfuse.koda.decode.filtering import _reference_filter_logits
 from synthfuse.koda.decode.search import _reference_decode
 from synthfuse.koda.model import KLTokenizer, KodaModelConfig, KodaTransformer, KVCache
+from synthfuse.shared.sampling import _reference_filter_logits
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +97,9 @@ def test_filter_logits_matches_reference():
                        ((float("nan"), 0, 1.0), "temperature")]:
         with pytest.raises(ValueError, match=match):
             filter_logits(logits, *bad)
+    # KODA's "off" (top_k = 0, top_p = 1) is the shared None
+    torch.testing.assert_close(filter_logits(logits, 0.7, 0, 1.0), filter_logits(logits, 0.7, None, None))
+    torch.testing.assert_close(filter_logits(logits, 0.7, 0, 0.6), filter_logits(logits, 0.7, None, 0.6))
 
 
 def test_constraint_masks_vectorized_match_stepping(tokenizer):
@@ -132,6 +135,8 @@ def test_contrastive_reduces_to_greedy_and_decoding_is_deterministic(tokenizer, 
     a = sample(model, tokenizer, prompts, seed=7, top_k=8, top_p=0.9, max_new_tokens=50)
     assert sample(model, tokenizer, prompts, seed=7, top_k=8, top_p=0.9, max_new_tokens=50).ids == a.ids
     assert sample(model, tokenizer, prompts, seed=8, top_k=8, top_p=0.9, max_new_tokens=50).ids != a.ids
+    off = sample(model, tokenizer, prompts, seed=7, max_new_tokens=50)  # top_k = 0, top_p = 1: no filter
+    assert sample(model, tokenizer, prompts, seed=7, top_k=None, top_p=None, max_new_tokens=50).ids == off.ids
 
 
 def test_stopping_at_end_of_program(tokenizer, prompts):

@@ -9,12 +9,17 @@ Public API
 - :mod:`synthfuse.shared.backend`: :func:`get_namespace` (numpy / torch / jax dispatch),
   :class:`ArrayNamespace`, :func:`import_optional`.
 - :mod:`synthfuse.shared.manifold`: :class:`Manifold`, :class:`Euclidean`, :class:`Sphere`,
-  :class:`PoincareBall` (numpy, torch and jax arrays).
+  :class:`PoincareBall`, :class:`Lorentz`, :func:`lorentz_to_poincare`,
+  :func:`poincare_to_lorentz` (numpy, torch and jax arrays).
+- :mod:`synthfuse.shared.config`: :class:`YamlConfig` (dataclass configs: field type checks,
+  dict / YAML round trip, unknown keys rejected), :func:`check_value`, :func:`validate_mapping`
+  (PyYAML imported by the YAML methods only: ``synthfuse-shared[yaml]``).
 - torch only, imported on first use (``from synthfuse.shared import RiemannianAdam`` imports
   torch; ``import synthfuse.shared`` never does): :mod:`synthfuse.shared.optim`:
   :class:`RiemannianSGD`, :class:`RiemannianAdam`; :mod:`synthfuse.shared.params`:
   :func:`flatten`, :func:`unflatten`, :func:`unflatten_dict`, :func:`project_layer_tangent`,
-  :func:`interpolate`.
+  :func:`interpolate`; :mod:`synthfuse.shared.sampling`: :func:`filter_logits`,
+  :func:`sample_next`, :func:`check_sampling_args` (temperature, top-k, top-p).
 - imported on first use (they load torch, or POT which loads torch/jax when installed):
   :mod:`synthfuse.shared.ntk`: :func:`empirical_ntk`, :func:`empirical_ntk_jax`,
   :func:`ntk_distance`; :mod:`synthfuse.shared.ot`: :func:`coupling`, :func:`w2`,
@@ -30,8 +35,10 @@ import importlib
 
 from synthfuse.shared.__about__ import __version__
 from synthfuse.shared.backend import ArrayNamespace, get_namespace, import_optional
+from synthfuse.shared.config import YamlConfig, check_value, validate_mapping
 from synthfuse.shared.io import atomic_open, atomic_write_bytes, atomic_write_text
-from synthfuse.shared.manifold import Euclidean, Manifold, PoincareBall, Sphere
+from synthfuse.shared.manifold import (Euclidean, Lorentz, Manifold, PoincareBall, Sphere, lorentz_to_poincare,
+                                       poincare_to_lorentz)
 
 # Public names that need torch or jax: {name: module}, imported by __getattr__ on first use.
 _LAZY = {
@@ -42,6 +49,9 @@ _LAZY = {
     "project_layer_tangent": "synthfuse.shared.params",
     "unflatten": "synthfuse.shared.params",
     "unflatten_dict": "synthfuse.shared.params",
+    "check_sampling_args": "synthfuse.shared.sampling",
+    "filter_logits": "synthfuse.shared.sampling",
+    "sample_next": "synthfuse.shared.sampling",
     "empirical_ntk": "synthfuse.shared.ntk",
     "empirical_ntk_jax": "synthfuse.shared.ntk",
     "ntk_distance": "synthfuse.shared.ntk",
@@ -79,7 +89,8 @@ _LAZY = {
 __all__ = [
     "__version__", "atomic_open", "atomic_write_bytes", "atomic_write_text",
     "ArrayNamespace", "get_namespace", "import_optional",
-    "Euclidean", "Manifold", "PoincareBall", "Sphere",
+    "YamlConfig", "check_value", "validate_mapping",
+    "Euclidean", "Lorentz", "Manifold", "PoincareBall", "Sphere", "lorentz_to_poincare", "poincare_to_lorentz",
     *_LAZY,
 ]
 

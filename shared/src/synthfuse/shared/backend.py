@@ -11,12 +11,12 @@ torch and jax are optional: they are imported only when a caller hands over one 
 
 Operations
 ----------
-Same name and meaning as numpy on every backend: ``sqrt sin cos tanh arctanh arctan2 abs
-where isfinite zeros_like ones_like`` (add a name to ``ArrayNamespace._SAME_AS_NUMPY`` when
+Same name and meaning as numpy on every backend: ``sqrt sin cos sinh cosh tanh arcsinh arctanh
+arctan2 abs where isfinite zeros_like ones_like`` (add a name to ``ArrayNamespace._SAME_AS_NUMPY`` when
 numpy, torch and jax.numpy all spell it the same). Methods whose torch spelling differs
 from numpy's: :meth:`ArrayNamespace.sum`, :meth:`~ArrayNamespace.clip`,
 :meth:`~ArrayNamespace.norm` (zero gradient at 0, never NaN), :meth:`~ArrayNamespace.asarray`,
-:meth:`~ArrayNamespace.eps`, :meth:`~ArrayNamespace.first_argmin_onehot`,
+:meth:`~ArrayNamespace.eps`, :meth:`~ArrayNamespace.concat`, :meth:`~ArrayNamespace.first_argmin_onehot`,
 :meth:`~ArrayNamespace.normal`, :meth:`~ArrayNamespace.to_numpy`.
 """
 
@@ -54,8 +54,8 @@ class ArrayNamespace:
     """
 
     _SAME_AS_NUMPY = (
-        "sqrt", "sin", "cos", "tanh", "arctanh", "arctan2", "abs", "where", "isfinite",
-        "zeros_like", "ones_like",
+        "sqrt", "sin", "cos", "sinh", "cosh", "tanh", "arcsinh", "arctanh", "arctan2", "abs",
+        "where", "isfinite", "zeros_like", "ones_like",
     )
 
     def __init__(self, name: str, xp: ModuleType):
@@ -96,6 +96,10 @@ class ArrayNamespace:
         """Machine epsilon of ``x``'s floating dtype (2.2e-16 for float64, 1.2e-7 for float32)."""
         return float(self.xp.finfo(x.dtype).eps)
 
+    def concat(self, arrays, axis: int = -1):
+        """Join ``arrays`` along ``axis`` (the last one by default)."""
+        return self.xp.concatenate(arrays, axis=axis)
+
     def first_argmin_onehot(self, x):
         """One-hot (dtype of ``x``) of the first minimum of ``x`` along the last axis."""
         idx = self.xp.argmin(x, axis=-1)[..., None]
@@ -132,6 +136,9 @@ class _TorchNamespace(ArrayNamespace):
 
     def eps(self, x) -> float:
         return float(self.xp.finfo(x.dtype).eps)
+
+    def concat(self, arrays, axis: int = -1):
+        return self.xp.cat(arrays, dim=axis)
 
     def first_argmin_onehot(self, x):
         idx = self.xp.argmin(x, dim=-1, keepdim=True)

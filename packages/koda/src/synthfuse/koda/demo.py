@@ -169,7 +169,7 @@ def _hyperbolic(ctx: DemoContext) -> tuple[float, float]:
     euclid = euclidean_embedding(graph, steps=steps)
     ctx.table("koda_hyperbolic", [
         {"embedding (2-D)": name, "nodes": graph.num_nodes, "MAP": e.map, "avg distortion": e.distortion,
-         "worst distortion": e.worst_distortion} for name, e in (("Poincaré disk", poincare), ("Euclidean plane", euclid))],
+         "worst distortion": e.worst_distortion} for name, e in (("hyperbolic plane", poincare), ("Euclidean plane", euclid))],
         f"Embedding an AST of {graph.num_nodes} nodes ({steps} refinement steps)")
     _plot_disk(ctx, graph, poincare)
     return poincare.map, euclid.map
@@ -183,13 +183,17 @@ def _plot_disk(ctx: DemoContext, graph, embedding) -> None:
 
     import torch
 
-    pts = embedding.points.numpy()
+    manifold = embedding.manifold
+    radius = float(manifold.dist(embedding.points, manifold.origin(embedding.points)).max())
+    scale = min(1.0, 4.0 / radius)  # fish-eye: the farthest node drawn 4 from the centre (|z| = tanh 2)
+    pts = embedding.to_plane(embedding.points, scale).numpy()
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.add_patch(plt.Circle((0, 0), 1, fill=False, color="0.6"))
     edges = torch.tensor(graph.edges)
     t = torch.linspace(0, 1, 24, dtype=torch.float64)[:, None]  # (24, 1): broadcasts over the E edges
-    arcs = embedding.manifold.geodesic(embedding.points[edges[:, 0]], embedding.points[edges[:, 1]], t).numpy()
-    ax.plot(arcs[..., 0], arcs[..., 1], color="0.7", linewidth=0.5)  # geodesics of the disk
+    arcs = manifold.geodesic(embedding.points[edges[:, 0]], embedding.points[edges[:, 1]], t)
+    arcs = embedding.to_plane(arcs, scale).numpy()  # (24, E, 2)
+    ax.plot(arcs[..., 0], arcs[..., 1], color="0.7", linewidth=0.5)  # geodesics, drawn in the Poincaré disk
     kinds = sorted({label.split(":")[0] for label in graph.labels})
     cmap = plt.get_cmap("tab20")
     for i, kind in enumerate(kinds):
@@ -200,7 +204,7 @@ def _plot_disk(ctx: DemoContext, graph, embedding) -> None:
     ax.set_ylim(-1.02, 1.02)
     ax.axis("off")
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title(f"AST in the Poincaré disk (MAP {embedding.map:.3f})")
+    ax.set_title(f"AST in the Poincaré disk, radii x {scale:.2f} (MAP {embedding.map:.3f})")
     ctx.savefig(fig, "koda_poincare_ast")
 
 

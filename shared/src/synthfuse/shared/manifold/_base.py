@@ -157,3 +157,15 @@ class Manifold(ABC):
 
     def _scale(self) -> float:
         return 1.0
+
+
+def _store_curvature(manifold: Manifold) -> None:
+    """Check a hyperbolic manifold's ``c`` (positive, finite) and store it as a float, so that
+    ``M(1) == M(1.0)`` with the same repr (the optimizers' state key)."""
+    c = manifold.c
+    if not (math.isfinite(c) and c > 0):
+        raise ValueError(
+            f"{type(manifold).__name__} curvature c must be a positive finite number, got {c!r} "
+            "(use Euclidean() for the flat case c = 0)"
+        )
+    object.__setattr__(manifold, "c", float(c))

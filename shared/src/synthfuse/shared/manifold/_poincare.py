@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from synthfuse.shared.backend import ArrayNamespace, get_namespace
-from synthfuse.shared.manifold._base import Array, Manifold
+from synthfuse.shared.manifold._base import Array, Manifold, _store_curvature
 from synthfuse.shared.manifold._safe import artanhc, tanhc
 
 
@@ -76,12 +76,7 @@ class PoincareBall(Manifold):
     c: float = 1.0
 
     def __post_init__(self):
-        if not (math.isfinite(self.c) and self.c > 0):
-            raise ValueError(
-                f"PoincareBall curvature c must be a positive finite number, got {self.c!r} "
-                "(use Euclidean() for the flat case c = 0)"
-            )
-        object.__setattr__(self, "c", float(self.c))  # PoincareBall(1) == PoincareBall(1.0), same repr
+        _store_curvature(self)
 
     # --- helpers -------------------------------------------------------------------------
     @staticmethod

@@ -39,3 +39,8 @@ def tanhc(nx: ArrayNamespace, s):
 def artanhc(nx: ArrayNamespace, s):
     r"""``artanh(s) / s`` for ``|s| < 1``; series :math:`1 + s^2/3 + s^4/5`."""
     return _even_ratio(nx, s, lambda t: nx.arctanh(t) / t, 1.0 / 3.0, 1.0 / 5.0)
+
+
+def sinhc(nx: ArrayNamespace, s):
+    r"""``sinh(s) / s``; series :math:`1 + s^2/6 + s^4/120`."""
+    return _even_ratio(nx, s, lambda t: nx.sinh(t) / t, 1.0 / 6.0, 1.0 / 120.0)

@@ -1,69 +1,29 @@
-"""Temperature, top-k and nucleus (top-p) filtering of next-token logits.
+"""KODA's spelling of the sampling filters: ``top_k = 0`` (or ``None``) and ``top_p = 1`` switch them off.
 
-With logits :math:`\\ell` and temperature :math:`\\tau > 0`, sampling draws from
-:math:`\\operatorname{softmax}(\\ell / \\tau)` restricted to
-
-- the ``k`` most probable tokens (top-k; Fan, Lewis & Dauphin 2018), and
-- the smallest set of most probable tokens whose probability reaches ``p``
-  (nucleus sampling; Holtzman et al. 2020): token ``v`` is kept when the mass of the
-  tokens ranked before it is ``< p``, so the most probable token is always kept.
+The filters are :mod:`synthfuse.shared.sampling` (temperature, top-k, then nucleus top-p;
+equations and references there), whose one convention for "off" is ``None``. KODA's public
+decoding API has promised ``top_k = 0`` for "no top-k" since its first release, so its entry
+points translate 0 to ``None`` here and otherwise pass their arguments on unchanged.
 """
 
 from __future__ import annotations
 
-import math
-
-import torch
 from torch import Tensor
 
-__all__ = ["check_sampling_args", "filter_logits"]
+from synthfuse.shared import sampling
+
+__all__ = ["filter_logits", "shared_top_k"]
 
 
-def check_sampling_args(temperature: float, top_k: int, top_p: float) -> None:
-    """``ValueError`` unless ``temperature > 0`` (finite), ``top_k >= 0`` (0: off) and ``0 < top_p <= 1``."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
-            math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a finite number > 0 (use greedy for temperature 0), got {temperature!r}")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-        raise ValueError(f"top_k must be an integer >= 0 (0 turns it off), got {top_k!r}")
-    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
-        raise ValueError(f"top_p must lie in (0, 1] (1 turns it off), got {top_p!r}")
+def shared_top_k(top_k: int | None) -> int | None:
+    """KODA's ``top_k`` (0 or ``None``: off) in the convention of :mod:`synthfuse.shared.sampling`."""
+    return None if isinstance(top_k, int) and not isinstance(top_k, bool) and top_k == 0 else top_k
 
 
-def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> Tensor:
-    """Logits (N, V) divided by ``temperature`` with the filtered-out tokens set to ``-inf``.
+def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int | None = 0, top_p: float | None = 1.0) -> Tensor:
+    """Logits (..., V) divided by ``temperature`` (> 0) with the filtered-out tokens set to ``-inf``.
 
-    Tokens already at ``-inf`` (disallowed by a constraint) stay excluded.
+    :func:`synthfuse.shared.sampling.filter_logits` with ``top_k = 0`` meaning off. Tokens
+    already at ``-inf`` (disallowed by a constraint) stay excluded.
     """
-    check_sampling_args(temperature, top_k, top_p)
-    out = logits / temperature
-    if 0 < top_k < out.shape[-1]:
-        kth = out.topk(top_k, dim=-1).values[:, -1:]  # (N, 1)
-        out = out.masked_fill(out < kth, float("-inf"))
-    if top_p < 1:
-        sorted_logits, order = out.sort(dim=-1, descending=True)
-        probs = torch.softmax(sorted_logits, dim=-1)
-        before = probs.cumsum(dim=-1) - probs  # mass ranked before each token
-        drop_sorted = before >= top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        out = out.masked_fill(drop, float("-inf"))
-    return out
-
-
-def _reference_filter_logits(logits: Tensor, temperature: float, top_k: int, top_p: float) -> Tensor:
-    """Row by row with Python lists: top-k first, then the nucleus of what is left (testing only)."""
-    rows = []
-    for row in (logits / temperature).tolist():
-        ranked = [v for v in sorted(range(len(row)), key=lambda v: -row[v]) if row[v] != float("-inf")]
-        if top_k:
-            ranked = ranked[:top_k]
-        top = row[ranked[0]]
-        z = sum(math.exp(row[v] - top) for v in ranked)
-        keep, mass = set(), 0.0
-        for v in ranked:
-            if top_p < 1 and mass >= top_p:
-                break
-            keep.add(v)
-            mass += math.exp(row[v] - top) / z
-        rows.append([x if v in keep else float("-inf") for v, x in enumerate(row)])
-    return torch.tensor(rows, dtype=logits.dtype)
+    return sampling.filter_logits(logits, temperature, shared_top_k(top_k), top_p)

@@ -31,10 +31,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from synthfuse.koda.decode.constraint import ProgramConstraint
-from synthfuse.koda.decode.filtering import check_sampling_args, filter_logits
+from synthfuse.koda.decode.filtering import shared_top_k
 from synthfuse.koda.model.cache import CacheEntries, KVCache
 from synthfuse.koda.model.tokenizer import KLTokenizer
 from synthfuse.koda.model.transformer import KodaTransformer
+from synthfuse.shared.sampling import check_sampling_args, sample_next
 
 __all__ = ["Generation", "contrastive_search", "greedy", "sample"]
 
@@ -219,23 +220,25 @@ def greedy(model: KodaTransformer, tokenizer: KLTokenizer, prompts: Sequence[Seq
 
 
 def sample(model: KodaTransformer, tokenizer: KLTokenizer, prompts: Sequence[Sequence[int]], *,
-           temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
+           temperature: float = 1.0, top_k: int | None = 0, top_p: float | None = 1.0, seed: int = 0,
            generator: torch.Generator | None = None, max_new_tokens: int = 200, constrained: bool = True,
            batch_size: int = 64) -> Generation:
     """Ancestral sampling from :math:`\\operatorname{softmax}(\\ell/\\tau)` filtered by top-k and top-p.
 
-    Deterministic for a fixed ``seed`` (a ``torch.Generator`` seeded with it drives every
-    draw), prompts and ``batch_size``; pass ``generator`` to continue a stream instead.
-    See :func:`greedy` for the other parameters and :mod:`.filtering` for the filters.
+    ``temperature > 0`` (:func:`greedy` is the limit 0); ``top_k = 0`` or ``None`` and
+    ``top_p = 1`` or ``None`` switch those filters off. Deterministic for a fixed ``seed`` (a
+    ``torch.Generator`` seeded with it drives every draw), prompts and ``batch_size``; pass
+    ``generator`` to continue a stream instead. See :func:`greedy` for the other parameters
+    and :mod:`synthfuse.shared.sampling` for the filters.
     """
+    top_k = shared_top_k(top_k)
     check_sampling_args(temperature, top_k, top_p)
     if generator is None:
         device = model.embed.weight.device
         generator = torch.Generator(device=device).manual_seed(int(seed))
 
     def step(chunk: _Chunk) -> None:
-        probs = torch.softmax(filter_logits(chunk.masked_logits(), temperature, top_k, top_p), dim=-1)
-        _extend_with(chunk, torch.multinomial(probs, 1, generator=generator)[:, 0])
+        _extend_with(chunk, sample_next(chunk.masked_logits(), temperature, top_k, top_p, generator))
 
     return _run(model, tokenizer, prompts, step=step, max_new_tokens=max_new_tokens, batch_size=batch_size,
                 constrained=constrained)

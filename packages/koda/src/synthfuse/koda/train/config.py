@@ -25,15 +25,11 @@ Layout of the YAML file (every section and key is optional; defaults below)::
 from __future__ import annotations
 
 import dataclasses
-import math
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from synthfuse.koda.model.transformer import KodaModelConfig
+from synthfuse.shared.config import YamlConfig, validate_mapping
 
 __all__ = [
     "CommConfig", "DataConfig", "KFACConfig", "LossConfig", "OptimConfig", "ParallelConfig", "RLConfig",
@@ -46,7 +42,7 @@ def _model_defaults() -> dict:
 
 
 @dataclass
-class DataConfig:
+class DataConfig(YamlConfig):
     """Training corpus from :func:`synthfuse.koda.data.generate`.
 
     ``signature_prob``: fraction of prompts that also state the entry function's header.
@@ -61,7 +57,7 @@ class DataConfig:
 
 
 @dataclass
-class TermConfig:
+class TermConfig(YamlConfig):
     """A loss term that can be switched off."""
 
     enabled: bool = True
@@ -89,7 +85,7 @@ class WGANConfig(TermConfig):
 
 
 @dataclass
-class LossConfig:
+class LossConfig(YamlConfig):
     ce: TermConfig = field(default_factory=TermConfig)
     balance: TermConfig = field(default_factory=lambda: TermConfig(True, 0.01))
     structure: StructureConfig = field(default_factory=StructureConfig)
@@ -97,7 +93,7 @@ class LossConfig:
 
 
 @dataclass
-class KFACConfig:
+class KFACConfig(YamlConfig):
     """:class:`synthfuse.koda.optim.KFAC` settings (``enabled: false`` for the plain optimizer)."""
 
     enabled: bool = False
@@ -108,14 +104,14 @@ class KFACConfig:
 
 
 @dataclass
-class OptimConfig:
+class OptimConfig(YamlConfig):
     """``name``: ``adamw`` or ``sgd`` (momentum); linear warm-up then cosine decay to ``min_lr_ratio * lr``."""
 
     name: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.01
     momentum: float = 0.9
-    betas: tuple = (0.9, 0.98)
+    betas: tuple[float, ...] = (0.9, 0.98)
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
@@ -123,7 +119,7 @@ class OptimConfig:
 
 
 @dataclass
-class CommConfig:
+class CommConfig(YamlConfig):
     """Deployment the communication plan is made for (:mod:`synthfuse.koda.topology_model`).
 
     ``world_size`` ranks (or a ``torus_k``-ary ``torus_n``-cube when both are set); link costs
@@ -144,7 +140,7 @@ class CommConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(YamlConfig):
     steps: int = 600
     batch_size: int = 16
     log_every: int = 10
@@ -157,7 +153,7 @@ class TrainConfig:
 
 
 @dataclass
-class RewardConfig:
+class RewardConfig(YamlConfig):
     """Weights of the verifier's gates in the RL reward (:func:`synthfuse.koda.synthesis.verifier_reward`)."""
 
     parse: float = 0.1
@@ -166,7 +162,7 @@ class RewardConfig:
 
 
 @dataclass
-class RLConfig:
+class RLConfig(YamlConfig):
     """Reinforcement learning from the verifier after cross-entropy training (:mod:`.rl`).
 
     Each step samples ``group_size`` programs for each of ``prompts_per_step`` prompts,
@@ -193,7 +189,7 @@ class RLConfig:
 
 
 @dataclass
-class ParallelConfig:
+class ParallelConfig(YamlConfig):
     """Data parallelism when the job runs on several processes (``torchrun``; :mod:`.parallel`).
 
     ``strategy``: ``fsdp`` (FSDP2 ``fully_shard`` on every transformer block and on the root:
@@ -218,7 +214,7 @@ class ParallelConfig:
 
 
 @dataclass
-class RunConfig:
+class RunConfig(YamlConfig):
     """The whole training run."""
 
     model: dict = field(default_factory=_model_defaults)
@@ -231,82 +227,22 @@ class RunConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # field types (YamlConfig)
+        self.model = _model_section(self.model)
         _validate(self)
 
     def model_config(self, vocab_size: int) -> KodaModelConfig:
         """The model's hyper-parameters for a tokenizer of ``vocab_size``."""
         return KodaModelConfig(vocab_size=vocab_size, **self.model)
 
-    def to_dict(self) -> dict:
-        """Plain nested dict (YAML/checkpoint form); ``betas`` becomes a list."""
-        out = dataclasses.asdict(self)
-        out["optim"]["betas"] = list(self.optim.betas)
-        return out
 
-
-def _check_type(value: Any, hint: Any, where: str) -> Any:
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{where} must be true or false, got {value!r}")
-    elif hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{where} must be an integer, got {value!r}")
-    elif hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{where} must be a finite number, got {value!r}")
-        value = float(value)
-    elif hint is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{where} must be a string, got {value!r}")
-    elif hint is tuple:
-        if not isinstance(value, (list, tuple)) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            raise ValueError(f"{where} must be a list of numbers, got {value!r}")
-        value = tuple(float(v) for v in value)
-    return value
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{where or 'config'} must be a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        prefix = f"{where}." if where else ""
-        raise ValueError(f"unknown config key(s) {[prefix + k for k in unknown]}; "
-                         f"known keys{' of ' + where if where else ''}: {known}")
-    kwargs = {}
-    for name, value in data.items():
-        path = f"{where}.{name}" if where else name
-        hint = hints[name]
-        if cls is RunConfig and name == "model":
-            kwargs[name] = _build_model(value)
-        elif dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, path)
-        else:
-            kwargs[name] = _check_type(value, hint, path)
-    return cls(**kwargs)
-
-
-def _build_model(section: Any) -> dict:
-    if section is None:
-        section = {}
-    if not isinstance(section, dict):
-        raise ValueError(f"model must be a mapping, got {type(section).__name__}")
-    known = _model_defaults()
+def _model_section(section: dict) -> dict:
+    """The ``model`` section: :class:`KodaModelConfig` fields but ``vocab_size``, over the defaults."""
     if "vocab_size" in section:
         raise ValueError("model.vocab_size is set by the tokenizer; remove it from the config")
-    unknown = sorted(set(section) - set(known))
-    if unknown:
-        raise ValueError(f"unknown config key(s) {['model.' + k for k in unknown]}; known keys of model: "
-                         f"{sorted(known)}")
-    hints = typing.get_type_hints(KodaModelConfig)
-    section = {k: _check_type(v, hints[k], f"model.{k}") for k, v in section.items()}
-    merged = {**known, **section}
-    KodaModelConfig(vocab_size=1, **merged)  # validates types and ranges now, not at model build
+    merged = {**_model_defaults(), **validate_mapping(KodaModelConfig, section, where="model",
+                                                      exclude=("vocab_size",))}
+    KodaModelConfig(vocab_size=1, **merged)  # validates ranges now, not at model build
     return merged
 
 
@@ -399,11 +335,4 @@ def load_config(source: str | Path | dict) -> RunConfig:
     FileNotFoundError
         When the file does not exist.
     """
-    if isinstance(source, dict):
-        data = source
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"no config file at {path}")
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return _build(RunConfig, data, "")
+    return RunConfig.from_dict(source) if isinstance(source, dict) else RunConfig.from_yaml(source)
