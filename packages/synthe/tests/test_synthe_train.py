@@ -175,7 +175,7 @@ def test_mqar_target_seq64_4pairs_full_run():
 @pytest.mark.slow
 def test_lm_target_tinyshakespeare_full_run():
     """The issue's target: char-level tinyshakespeare val loss <= 1.88 within 10 minutes of training."""
-    corpus = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare.txt"
+    corpus = Path(__file__).resolve().parents[4] / "shared" / "data" / "tinyshakespeare.txt"
     if not corpus.exists():
         pytest.skip("tinyshakespeare not on disk")
     run = RunConfig.from_yaml(CONFIGS / "synthe_cpu.yaml").replace(data={"name": str(corpus)}, train={"device": "cpu"})

@@ -11,7 +11,7 @@ import torch
 from synthfuse.synthe.train import ByteTokenizer, CharTokenizer, SyntheticData, TextData, load_corpus
 from synthfuse.synthe.train.synthetic import S5_PERMUTATIONS, S5_TABLE, copy_task, mqar, parity, prefix_compose, s5
 
-SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare.txt"
+SHAKESPEARE = Path(__file__).resolve().parents[4] / "shared" / "data" / "tinyshakespeare.txt"
 
 
 @pytest.fixture

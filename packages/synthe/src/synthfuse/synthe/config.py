@@ -14,49 +14,12 @@ preset            d_model  n_layers  n_heads  parameters
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from synthfuse.shared.io import atomic_write_text
+from synthfuse.shared.config import YamlConfig
 
-
-class YamlConfig:
-    """Dict / YAML round trip of a dataclass config; unknown keys raise ``ValueError`` naming them."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]):
-        """Build from a mapping; unknown keys raise ``ValueError`` naming them and the valid keys."""
-        if not isinstance(values, dict):
-            raise ValueError(f"a {cls.__name__} needs a mapping of field: value; got {type(values).__name__}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} key(s) {unknown}; valid keys: {known}")
-        return cls(**values)
-
-    def to_yaml(self, path: str | os.PathLike | None = None) -> str:
-        """Return the YAML text; also write it atomically to ``path`` when given."""
-        import yaml
-
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        if path is not None:
-            atomic_write_text(path, text)
-        return text
-
-    @classmethod
-    def from_yaml(cls, source: str | os.PathLike):
-        """Load from a YAML file path (or YAML text containing a newline)."""
-        import yaml
-
-        text = source if isinstance(source, str) and "\n" in source else Path(source).read_text(encoding="utf-8")
-        return cls.from_dict(yaml.safe_load(text) or {})
+__all__ = ["SyntheConfig", "YamlConfig"]
 
 
 @dataclass
@@ -127,7 +90,7 @@ class SyntheConfig(YamlConfig):
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
-        _check_types(self)
+        super().__post_init__()  # field types (YamlConfig)
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "conv_size", "chunk_size", "probe_window",
                      "sentence_len", "discourse_len", "router_aux_stride"):
             if getattr(self, name) < 1:
@@ -182,30 +145,4 @@ class SyntheConfig(YamlConfig):
     def large_350m(cls, **overrides: Any) -> "SyntheConfig":
         """~528 M parameters at vocabulary 32,000."""
         return cls(**{"d_model": 1024, "n_layers": 31, "n_heads": 16, **overrides})
-
-
-def _check_types(config: Any) -> None:
-    """Check every field of a dataclass instance against its annotation (ints promote to floats)."""
-    hints = typing.get_type_hints(type(config))
-    for f in dataclasses.fields(config):
-        value, hint = getattr(config, f.name), hints[f.name]
-        args = typing.get_args(hint)
-        optional = type(None) in args
-        base = next((a for a in args if a is not type(None)), hint) if optional else hint
-        if value is None and optional:
-            continue
-        if base is float and isinstance(value, int) and not isinstance(value, bool):
-            setattr(config, f.name, float(value))
-            continue
-        if typing.get_origin(base) is list:
-            if isinstance(value, tuple):
-                value = list(value)
-                setattr(config, f.name, value)
-            ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        elif base is int:
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        else:
-            ok = isinstance(value, base)
-        if not ok:
-            raise ValueError(f"{type(config).__name__}.{f.name} must be {hint}; got {value!r}")
 

@@ -138,7 +138,9 @@ class Synthe(nn.Module):
         -------
         dict
             ``logits`` (B, T, V); ``loss`` (scalar or None: language-model cross-entropy, plus
-            ``router_aux_weight`` times the router objective in training mode); ``state`` (or
+            ``router_aux_weight`` times the router objective in training mode); ``losses``: its
+            terms as tensors, ``{"lm": ..., "router_aux": ...}`` (None where not computed; a
+            trainer weights them separately across micro-batches and ranks); ``state`` (or
             None); ``info``: ``avg_kalman_confidence``, ``avg_probe_activation``, ``lm_loss``,
             ``router_aux_loss`` and ``routing`` = {``early_exit_rate``, ``blocks_per_token``,
             ``blocks_executed`` (B, T)}.
@@ -207,7 +209,8 @@ class Synthe(nn.Module):
         new_state = None
         if return_state:
             new_state = {"position": torch.tensor(position + t, dtype=torch.long), "hub": hub_state, "blocks": block_states}
-        return {"logits": logits, "loss": loss, "state": new_state, "info": info}
+        return {"logits": logits, "loss": loss, "losses": {"lm": lm_loss, "router_aux": aux}, "state": new_state,
+                "info": info}
 
     # -- generation ----------------------------------------------------------------------------
     @torch.no_grad()

@@ -66,13 +66,20 @@ class DepthRouter(nn.Module):
 def router_aux_loss(
     early_logits: list[Tensor], router_scores: list[Tensor], final_logits: Tensor, targets: Tensor
 ) -> Tensor:
-    """The auxiliary objective above. ``early_logits[i]``: (N, V); ``router_scores[i]``, targets: (N,)."""
+    """The auxiliary objective above. ``early_logits[i]``: (N, V); ``router_scores[i]``, targets: (N,).
+
+    Both terms are means over the scored positions (``targets != -100``), written as sums over
+    all positions divided by their count, so every head and router parameter is in the graph
+    whatever the targets (0 with nothing scored): data-parallel training (DDP, FSDP) needs the
+    same parameters to receive gradients on every rank.
+    """
     final_pred = final_logits.detach().argmax(-1)
     keep = targets != -100
+    count = keep.sum().clamp_min(1)
     total = final_logits.new_zeros(())
     for logits, score in zip(early_logits, router_scores):
         agree = (logits.detach().argmax(-1) == final_pred).to(score.dtype)
-        total = total + F.cross_entropy(logits, targets, ignore_index=-100)
-        if keep.any():
-            total = total + F.binary_cross_entropy_with_logits(score[keep], agree[keep])
+        total = total + F.cross_entropy(logits, targets, ignore_index=-100, reduction="sum") / count
+        bce = F.binary_cross_entropy_with_logits(score, agree, reduction="none")
+        total = total + (bce * keep.to(bce.dtype)).sum() / count
     return total / max(len(early_logits), 1)

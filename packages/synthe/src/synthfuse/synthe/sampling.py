@@ -1,4 +1,8 @@
-"""Next-token sampling: temperature, top-k and nucleus (top-p) filtering."""
+"""Autoregressive decoding with :func:`sample_next` (temperature, top-k, top-p; ``temperature=0``: greedy).
+
+:func:`sample_next` is :func:`synthfuse.shared.sampling.sample_next` (``None`` switches top-k /
+top-p off), re-exported here and as ``synthfuse.synthe.sample_next``.
+"""
 
 from __future__ import annotations
 
@@ -7,38 +11,9 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from synthfuse.shared.sampling import sample_next
 
-def sample_next(
-    logits: Tensor,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Draw one token per row of ``logits`` (B, V) -> (B,) int64.
-
-    ``temperature == 0`` is greedy decoding (argmax). ``top_k`` keeps the k largest logits;
-    ``top_p`` keeps the smallest set of tokens whose probability reaches ``p`` (Holtzman et al.
-    2020), always at least the most likely one.
-    """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy); got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1 or None; got {top_k}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1] or None; got {top_p}")
-    if temperature == 0:
-        return logits.argmax(-1)
-    logits = logits.float() / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = logits.topk(top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        probs = sorted_logits.softmax(-1)
-        drop = probs.cumsum(-1) - probs >= top_p  # mass before this token already reaches p
-        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+__all__ = ["decode", "sample_next"]
 
 
 def decode(

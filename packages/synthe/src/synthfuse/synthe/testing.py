@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -53,3 +54,133 @@ def calibrate_thresholds(model: Synthe, input_ids: Tensor, quantile: float = 0.5
     for block in model.blocks:
         if block.probe is not None:
             block.probe.threshold = probe_threshold
+
+
+# -- training: data with ragged targets and the 2-rank scenarios of test_synthe_parallel --------
+@dataclass
+class RaggedTargets:
+    """A synthetic task whose targets are masked (-100) at random, a different count per row.
+
+    Every row scores a different number of tokens (and of ``stride``-th tokens), so a loss
+    averaged per rank or per micro-batch differs from the mean over the whole batch: the case
+    the trainer's global normalisation exists for. Deterministic in the batch's generator.
+    """
+
+    task: str = "copy"
+    seq_len: int = 16
+    vocab: int = 12
+
+    def __post_init__(self) -> None:
+        from synthfuse.synthe.train.synthetic import SyntheticData
+
+        self.source = SyntheticData(self.task, self.seq_len, self.vocab)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.source.vocab_size
+
+    def batch(self, split: str, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        x, y = self.source.batch(split, batch_size, generator)
+        keep = torch.rand(y.shape, generator=generator) < torch.rand(batch_size, 1, generator=generator)
+        return x, y.masked_fill(~keep, -100)
+
+
+def parallel_run_config(parallel: str = "none", steps: int = 20, model_type: str = "synthe", **train) -> dict:
+    """A small run (4 blocks, every SYNTHE feature on, batch 8 of 16 tokens, AdamW at 1e-3) as a dict."""
+    from synthfuse.synthe.config import SyntheConfig
+    from synthfuse.synthe.train.config import DataConfig, RunConfig, TrainConfig
+
+    model = SyntheConfig(d_model=16, n_layers=4, n_heads=2, chunk_size=16, probe_window=8, sentence_len=4,
+                         discourse_len=16, probe_layers=[1, 3], exit_layers=[1, 2], vocab_size=12,
+                         probe_threshold=2.0)  # every token fires: no threshold switch amplifies rounding
+    values = dict(batch_size=8, lr=1e-3, min_lr=1e-4, warmup_steps=2, max_steps=steps, eval_interval=10,
+                  eval_batches=2, log_interval=5, checkpoint_interval=10, seed=3, device="cpu", parallel=parallel)
+    values.update(train)
+    return RunConfig(model_type, model, DataConfig(name="copy", seq_len=16, vocab_size=12),
+                     TrainConfig(**values)).to_dict()
+
+
+def train_run(env, run: dict, out_dir: str | None = None, stop_after: int | None = None,
+              resume: bool = False) -> dict:
+    """Train ``run`` on :class:`RaggedTargets`; return ``{"history", "params", "step"}`` (full parameters).
+
+    ``env`` is unused (the trainer joins the current process group itself); it is there so
+    :func:`~synthfuse.shared.distributed.spawn_local` can start it on every rank.
+    """
+    from synthfuse.shared.distributed.testing import full_state
+    from synthfuse.synthe.train.config import RunConfig
+    from synthfuse.synthe.train.trainer import Trainer
+
+    config = RunConfig.from_dict(run)
+    if out_dir is not None:
+        config = config.replace(train={"out_dir": out_dir})
+    trainer = Trainer(config, resume=resume, progress=False, data=RaggedTargets())
+    trainer.fit(stop_after=stop_after)
+    history = [{k: v for k, v in r.items() if k not in ("elapsed_s", "tokens_per_s")} for r in trainer.history]
+    return {"history": history, "params": full_state(trainer.model), "step": trainer.step}
+
+
+#: The 2-rank runs compared with one process: name -> (model type, steps, TrainConfig overrides).
+#: SYNTHE at this toy size is chaotic -- a 1e-7 change of the weights grows ~10x per AdamW step
+#: (the same in one process) -- so float32 rounding differences between the reduction orders of
+#: one and two processes outgrow 1e-5 after a few steps; its 20-step parity runs use float64, where
+#: the same growth stays far below 1e-5. The float32 SYNTHE runs are short; the Transformer's
+#: run 20 steps in float32.
+PARALLEL_RUNS = {
+    "transformer-fsdp": ("transformer", 20, {"parallel": "fsdp"}),
+    "transformer-ddp-accum": ("transformer", 20, {"parallel": "ddp", "grad_accum": 2}),
+    "synthe-fsdp-ac-accum": ("synthe", 4, {"parallel": "fsdp", "grad_accum": 2, "activation_checkpointing": True}),
+    "synthe-ddp": ("synthe", 4, {"parallel": "ddp"}),
+    "synthe-fsdp-f64-accum": ("synthe", 20, {"parallel": "fsdp", "dtype": "float64", "grad_accum": 2}),
+    "synthe-ddp-f64": ("synthe", 20, {"parallel": "ddp", "dtype": "float64"}),
+    "synthe-fsdp": ("synthe", 20, {"parallel": "fsdp"}),
+}
+#: The runs that write sharded checkpoints (steps 10 and 20) under ``root/<name>``.
+CHECKPOINTED = ("transformer-fsdp", "synthe-fsdp")
+
+
+def two_rank_scenarios(env, root: str) -> dict:
+    """Every 2-rank check of ``test_synthe_parallel`` in one process group (spawning costs seconds).
+
+    The :data:`PARALLEL_RUNS`, then ``resumed``: a fresh trainer resuming ``synthe-fsdp`` from
+    its step-10 sharded checkpoint (copied alone to ``root/resume``) and training to step 20.
+    """
+    import shutil
+
+    from synthfuse.shared.distributed import barrier
+
+    out = {}
+    for name, (model_type, steps, overrides) in PARALLEL_RUNS.items():
+        out_dir = f"{root}/{name}" if name in CHECKPOINTED else None
+        out[name] = train_run(env, parallel_run_config(steps=steps, model_type=model_type, **overrides), out_dir)
+    if env.rank == 0:
+        shutil.copytree(f"{root}/synthe-fsdp/checkpoints/step_00000010", f"{root}/resume/checkpoints/step_00000010")
+    barrier()
+    out["resumed"] = train_run(env, parallel_run_config("fsdp"), f"{root}/resume", resume=True)
+    return out
+
+
+def throughput_run(env, run: dict, steps: int, warmup: int = 1) -> dict:
+    """Train ``run`` for ``warmup + steps`` steps (no files); per-step seconds after the warm-up.
+
+    For ``benchmarks/synthe_scale.py`` (started on each rank by
+    :func:`~synthfuse.shared.distributed.spawn_local`). Returns ``{"seconds": [...], "losses":
+    [...], "flops_per_token": F, "world_size": W}``.
+    """
+    import time
+
+    from synthfuse.shared.distributed import barrier
+    from synthfuse.synthe.train.config import RunConfig
+    from synthfuse.synthe.train.trainer import Trainer
+
+    trainer = Trainer(RunConfig.from_dict(run), progress=False)
+    seconds, losses = [], []
+    for i in range(warmup + steps):
+        barrier()
+        start = time.perf_counter()
+        record = trainer.train_step()
+        if i >= warmup:
+            seconds.append(time.perf_counter() - start)
+            losses.append(record["loss"])
+    return {"seconds": seconds, "losses": losses, "flops_per_token": trainer.flops_per_token,
+            "world_size": trainer.env.world_size}

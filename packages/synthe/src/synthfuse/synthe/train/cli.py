@@ -1,4 +1,4 @@
-"""The ``train``, ``zoology`` and ``probe-report`` subcommands of ``synthfuse synthe``."""
+"""The ``train``, ``prepare``, ``zoology`` and ``probe-report`` subcommands of ``synthfuse synthe``."""
 
 from __future__ import annotations
 
@@ -10,18 +10,21 @@ import torch
 from synthfuse.shared.demo import format_table
 from synthfuse.shared.io import atomic_write_text
 from synthfuse.synthe.train.config import RunConfig
-from synthfuse.synthe.train.trainer import CHECKPOINT, Trainer
+from synthfuse.synthe.train.shards import DEFAULT_BLOCK_CHARS, DEFAULT_SHARD_TOKENS, TOKENIZER_KINDS
+from synthfuse.synthe.train.trainer import CHECKPOINT, SHARDED, Trainer
 
 _TRAIN_OVERRIDES = ("batch_size", "lr", "min_lr", "warmup_steps", "max_steps", "weight_decay", "grad_clip",
                     "eval_interval", "eval_batches", "log_interval", "checkpoint_interval", "time_budget_s", "seed",
-                    "device", "out_dir")
+                    "device", "out_dir", "parallel", "grad_accum", "autocast", "activation_checkpointing", "compile",
+                    "peak_flops", "dtype")
 _DATA_OVERRIDES = ("seq_len", "tokenizer", "vocab_size", "num_kv_pairs", "cache_dir")
 
 
 def add_run_arguments(p) -> None:
     """Options shared by ``train`` and ``probe-report`` (each overrides the config file)."""
     p.add_argument("--config", help="a run YAML (model/data/train sections) or a bare configs/synthe_*.yaml")
-    p.add_argument("--data", help="tinyshakespeare | mqar | copy | state | parity | s5 | PATH.txt")
+    p.add_argument("--data", help="tinyshakespeare | mqar | copy | state | parity | s5 | PATH.txt | DIR "
+                                  "(shards from `synthfuse synthe prepare`)")
     p.add_argument("--model", choices=("synthe", "transformer"), help="model type (default: the config's, else synthe)")
     for name, kind in (("batch_size", int), ("lr", float), ("min_lr", float), ("warmup_steps", int), ("max_steps", int),
                        ("weight_decay", float), ("grad_clip", float), ("eval_interval", int), ("eval_batches", int),
@@ -33,6 +36,15 @@ def add_run_arguments(p) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... or auto")
     p.add_argument("--out_dir", help="run folder: checkpoint.pt, metrics.jsonl, loss.png (default runs/<model>_<data>)")
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--parallel", choices=("none", "ddp", "fsdp"),
+                   help="data parallelism over torchrun's processes (batch_size is the global batch)")
+    p.add_argument("--grad_accum", type=int, help="micro-batches per step (gradient accumulation)")
+    p.add_argument("--autocast", choices=("auto", "bf16", "off"), help="bf16 autocast on CUDA (CPU: fp32)")
+    p.add_argument("--activation_checkpointing", action="store_true", default=None,
+                   help="recompute each block in the backward pass (less memory)")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile every block")
+    p.add_argument("--peak_flops", type=float, help="peak FLOP/s of one device, for the MFU column")
+    p.add_argument("--dtype", choices=("float32", "float64"), help="parameter and compute dtype (default float32)")
 
 
 def run_config_from_args(args) -> RunConfig:
@@ -47,19 +59,49 @@ def run_config_from_args(args) -> RunConfig:
 
 
 def cmd_train(args) -> int:
+    from synthfuse.shared.distributed import destroy_distributed
+
     run = run_config_from_args(args)
-    trainer = Trainer(run, resume=args.resume, progress=not args.no_progress)
-    run.to_yaml(Path(run.train.out_dir) / "run.yaml")
+    trainer = Trainer(run, resume=args.resume, progress=not args.no_progress)  # joins torchrun's process group
+    say = print if trainer.is_main else (lambda *_: None)  # rank 0 speaks for the job
+    if trainer.env.is_distributed:
+        t = run.train
+        say(f"{trainer.env.world_size} processes ({t.parallel}, {trainer.env.backend}): global batch {t.batch_size} "
+            f"= {trainer.env.world_size} ranks x {t.grad_accum} micro-batches x "
+            f"{t.batch_size // (trainer.env.world_size * t.grad_accum)} rows")
+    if trainer.is_main:
+        run.to_yaml(Path(run.train.out_dir) / "run.yaml")
     final = trainer.fit()
-    print(f"step {trainer.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in final.items()))
+    say(f"step {trainer.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in final.items()))
     if hasattr(trainer.data, "tokenizer") and args.sample_tokens > 0:
-        prompt = trainer.data.tokenizer.decode(trainer.data.splits["val"][:1].tolist())
+        from synthfuse.synthe.train.data import batch_generator
+
+        first_val = trainer.data.batch("val", 1, batch_generator(run.train.seed, "val", 0))[0][0, :1]
+        prompt = trainer.data.tokenizer.decode(first_val.tolist())
         greedy = trainer.sample(prompt, args.sample_tokens, temperature=0.0)
         sampled = trainer.sample(prompt, args.sample_tokens, temperature=0.8, top_k=50)
         text = f"--- greedy ---\n{prompt}{greedy}\n--- sampled (T=0.8, top-k 50) ---\n{prompt}{sampled}\n"
-        atomic_write_text(Path(run.train.out_dir) / "samples.txt", text)
-        print(text)
-    print(f"wrote {run.train.out_dir}/{{{CHECKPOINT}, metrics.jsonl, loss.png, run.yaml}}")
+        if trainer.is_main:  # every rank decodes (sharded forward passes are collective), rank 0 writes
+            atomic_write_text(Path(run.train.out_dir) / "samples.txt", text)
+        say(text)
+    ckpt = f"{SHARDED}/step_<n>" if trainer.env.is_distributed else CHECKPOINT
+    say(f"wrote {run.train.out_dir}/{{{ckpt}, metrics.jsonl, loss.png, run.yaml}}")
+    destroy_distributed()
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from synthfuse.synthe.train.shards import prepare_shards
+
+    meta = prepare_shards(args.input, args.out, tokenizer=args.tokenizer, vocab_size=args.vocab,
+                          shard_tokens=args.shard_tokens, val_fraction=args.val_fraction,
+                          block_chars=args.block_chars, progress=not args.no_progress)
+    rows = [{"split": s, "tokens": meta["splits"][s]["tokens"], "shards": len(meta["splits"][s]["shards"])}
+            for s in ("train", "val")]
+    print(format_table(rows))
+    print(f"{meta['tokenizer']['kind']} tokenizer, vocabulary {meta['vocab_size']}, {meta['dtype']} shards, "
+          f"{meta['blocks']} blocks; wrote {Path(args.out) / 'meta.json'}")
+    print(f"train on it: synthfuse synthe train --data {args.out} ...")
     return 0
 
 
@@ -112,12 +154,25 @@ def cmd_probe_report(args) -> int:
 
 
 def add_subcommands(sub) -> None:
-    """Register ``train``, ``zoology`` and ``probe-report`` on a subparsers object."""
+    """Register ``train``, ``prepare``, ``zoology`` and ``probe-report`` on a subparsers object."""
     p = sub.add_parser("train", help="train SYNTHE or the Transformer baseline (text or Zoology tasks)")
     add_run_arguments(p)
     p.add_argument("--resume", action="store_true", help="continue from <out_dir>/checkpoint.pt")
     p.add_argument("--sample_tokens", type=int, default=300, help="text sample length after training (0: none)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("prepare", help="tokenize a corpus (file or folder of .txt) into memory-mapped shards")
+    p.add_argument("--input", required=True, help="a UTF-8 text file or a folder of .txt files")
+    p.add_argument("--out", required=True, help="the shard folder (resumable: rerun the same command)")
+    p.add_argument("--tokenizer", choices=TOKENIZER_KINDS, default="bpe",
+                   help="bpe: byte-level BPE trained here; char: one id per character; byte: UTF-8 bytes")
+    p.add_argument("--vocab", type=int, default=32000, help="BPE vocabulary size (>= 256)")
+    p.add_argument("--shard_tokens", type=int, default=DEFAULT_SHARD_TOKENS, help="tokens per shard")
+    p.add_argument("--val_fraction", type=float, default=0.1, help="fraction of blocks held out for validation")
+    p.add_argument("--block_chars", type=int, default=DEFAULT_BLOCK_CHARS,
+                   help="characters per block (the unit of the train / val split)")
+    p.add_argument("--no_progress", action="store_true")
+    p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("zoology", help="Zoology suite: accuracy per task for SYNTHE, SYNTHE without delta, Transformer")
     p.add_argument("--tasks", nargs="+", default=["mqar"], choices=("mqar", "copy", "parity", "s5", "state"))

@@ -17,9 +17,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from synthfuse.synthe.config import SyntheConfig, YamlConfig, _check_types
+from synthfuse.synthe.config import SyntheConfig, YamlConfig
 
 MODEL_TYPES = ("synthe", "transformer")
+PARALLEL_MODES = ("none", "ddp", "fsdp")
+AUTOCAST_MODES = ("auto", "bf16", "off")
+DTYPES = ("float32", "float64")
 
 
 @dataclass
@@ -29,12 +32,13 @@ class DataConfig(YamlConfig):
     Attributes
     ----------
     name : str
-        ``tinyshakespeare``, a path to a UTF-8 text file, or a synthetic task: ``mqar``,
-        ``copy``, ``parity``, ``s5`` (``state`` is S5).
+        ``tinyshakespeare``, a path to a UTF-8 text file, a folder prepared by
+        ``synthfuse synthe prepare`` (holding ``meta.json``: token shards, whose own tokenizer
+        is used), or a synthetic task: ``mqar``, ``copy``, ``parity``, ``s5`` (``state`` is S5).
     seq_len : int
         Tokens per training window.
-    tokenizer : {"char", "byte"}
-        Text tokenizer.
+    tokenizer : {"char", "byte", "bpe"}
+        Text tokenizer of a text file (``bpe`` only through a prepared folder).
     vocab_size, num_kv_pairs : int
         Vocabulary of MQAR / copy and MQAR's key-value pairs.
     cache_dir : str, optional
@@ -49,11 +53,11 @@ class DataConfig(YamlConfig):
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
-        _check_types(self)
+        super().__post_init__()  # field types (YamlConfig)
         if self.name == "state":
             self.name = "s5"
-        if self.tokenizer not in ("char", "byte"):
-            raise ValueError(f"DataConfig.tokenizer must be 'char' or 'byte'; got {self.tokenizer!r}")
+        if self.tokenizer not in ("char", "byte", "bpe"):
+            raise ValueError(f"DataConfig.tokenizer must be 'char', 'byte' or 'bpe'; got {self.tokenizer!r}")
         if min(self.seq_len, self.vocab_size, self.num_kv_pairs) < 1:
             raise ValueError("DataConfig.seq_len, vocab_size and num_kv_pairs must be >= 1")
 
@@ -67,6 +71,24 @@ class TrainConfig(YamlConfig):
     decay on matrices only; gradients clipped to global norm ``grad_clip`` (0 = off).
     ``time_budget_s`` stops training (with a final evaluation and checkpoint) once that many
     seconds of training steps have run; ``out_dir`` = None writes no files.
+
+    Throughput and multi-process options (see :mod:`synthfuse.synthe.train.parallel`):
+
+    - ``parallel``: ``none`` (one process), ``ddp`` or ``fsdp`` (FSDP2, one unit per block);
+      under ``torchrun`` every rank trains on its rows of the *global* batch ``batch_size``.
+    - ``grad_accum``: micro-batches per step; the step's gradient is the full batch's.
+      ``batch_size`` must be a multiple of ``world_size * grad_accum``.
+    - ``autocast``: ``auto`` (bf16 autocast on a CUDA device that supports it, fp32 otherwise),
+      ``bf16`` (required; CUDA only) or ``off`` (fp32). CPU training always runs in fp32.
+    - ``activation_checkpointing``: recompute each block in the backward pass
+      (``torch.utils.checkpoint``, non-reentrant): less activation memory, ~1/3 more compute.
+    - ``compile``: ``torch.compile`` each block (optional, off by default).
+    - ``peak_flops``: the device's peak FLOP/s for the MFU column (``None``: looked up for
+      known GPUs, not reported on CPU).
+    - ``keep_checkpoints``: sharded checkpoints kept in ``out_dir/checkpoints`` (parallel runs).
+    - ``dtype``: parameter and compute dtype, ``float32`` (default) or ``float64`` (reference
+      runs: parity checks over many steps, where float32 rounding differences between
+      reduction orders would grow with training's sensitivity to the weights).
     """
 
     batch_size: int = 32
@@ -86,10 +108,29 @@ class TrainConfig(YamlConfig):
     seed: int = 1337
     device: str = "auto"
     out_dir: str | None = None
+    parallel: str = "none"
+    grad_accum: int = 1
+    autocast: str = "auto"
+    activation_checkpointing: bool = False
+    compile: bool = False
+    peak_flops: float | None = None
+    keep_checkpoints: int = 2
+    dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        _check_types(self)
-        for name in ("batch_size", "max_steps", "eval_interval", "eval_batches", "log_interval", "checkpoint_interval"):
+        super().__post_init__()  # field types (YamlConfig)
+        if self.parallel not in PARALLEL_MODES:
+            raise ValueError(f"TrainConfig.parallel must be one of {PARALLEL_MODES}; got {self.parallel!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"TrainConfig.dtype must be one of {DTYPES}; got {self.dtype!r}")
+        if self.autocast not in AUTOCAST_MODES:
+            raise ValueError(f"TrainConfig.autocast must be one of {AUTOCAST_MODES}; got {self.autocast!r}")
+        if self.dtype == "float64" and self.autocast == "bf16":
+            raise ValueError("TrainConfig.autocast 'bf16' needs dtype float32 (float64 runs never autocast)")
+        if self.peak_flops is not None and not self.peak_flops > 0:
+            raise ValueError(f"TrainConfig.peak_flops must be > 0 FLOP/s (or null); got {self.peak_flops}")
+        for name in ("batch_size", "max_steps", "eval_interval", "eval_batches", "log_interval", "checkpoint_interval",
+                     "grad_accum", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1; got {getattr(self, name)}")
         if self.lr <= 0 or not 0 <= self.min_lr <= self.lr:
@@ -98,6 +139,9 @@ class TrainConfig(YamlConfig):
             raise ValueError("TrainConfig.warmup_steps, grad_clip and weight_decay must be >= 0")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError("TrainConfig.beta1 and beta2 must be in [0, 1)")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"TrainConfig.batch_size ({self.batch_size}) must be a multiple of grad_accum "
+                             f"({self.grad_accum}): every micro-batch has batch_size / grad_accum rows")
 
 
 @dataclass

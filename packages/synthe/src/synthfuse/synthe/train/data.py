@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import torch
 
 from synthfuse.synthe.train.config import DataConfig
+from synthfuse.synthe.train.shards import ShardData
 from synthfuse.synthe.train.synthetic import TASKS, SyntheticData
 from synthfuse.synthe.train.text import TextData, load_corpus
 
 
-def build_data(config: DataConfig) -> TextData | SyntheticData:
-    """The batch source named by ``config.name`` (a synthetic task, tinyshakespeare or a file)."""
+def build_data(config: DataConfig) -> TextData | ShardData | SyntheticData:
+    """The batch source named by ``config.name``.
+
+    A synthetic task, a folder prepared by ``synthfuse synthe prepare`` (holding ``meta.json``;
+    its own tokenizer is used and ``config.tokenizer`` is ignored), tinyshakespeare or a text file.
+    """
     if config.name in TASKS:
         return SyntheticData(config.name, config.seq_len, config.vocab_size, config.num_kv_pairs)
+    if Path(config.name).is_dir():
+        return ShardData(config.name, config.seq_len)
+    if config.tokenizer == "bpe":
+        raise ValueError(f"tokenizer 'bpe' needs a prepared shard folder, not {config.name!r}: run "
+                         f"`synthfuse synthe prepare --input {config.name} --tokenizer bpe --out DIR`, then --data DIR")
     return TextData(load_corpus(config.name, config.cache_dir), config.seq_len, config.tokenizer)
 
 

@@ -6,10 +6,19 @@ hold plain tensors and Python values only, so they load with ``torch.load(weight
 the data position: batch ``k`` depends only on the seed and ``k``), the elapsed training time,
 the metric history and the run config. ``Trainer(run, resume=True)`` continues from it, and a run
 stopped after step ``k`` and resumed reproduces the uninterrupted run's losses exactly.
+
+Under ``torchrun`` (``train.parallel: ddp | fsdp``, :mod:`.parallel`) every rank trains on its
+rows of the global batch, the loss is the global mean over scored tokens, rank 0 alone logs,
+plots and shows the progress bar, and checkpoints are sharded
+``torch.distributed.checkpoint`` folders ``out_dir/checkpoints/step_<n>`` (the trainer's step,
+time, history, scheduler and RNG state ride along) that load on any number of processes --
+also into a one-process run (``--resume`` picks the newer of ``checkpoint.pt`` and the latest
+sharded checkpoint). Each step logs tokens/s and, with a known peak, MFU (:mod:`.flops`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -18,13 +27,20 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from synthfuse.shared.distributed import (
+    all_reduce_mean, all_reduce_sum, checkpoint_info, latest_checkpoint, load_checkpoint, save_checkpoint,
+)
 from synthfuse.shared.io import atomic_open, atomic_write_text
 from synthfuse.synthe.baseline import TransformerBaseline, TransformerConfig
 from synthfuse.synthe.model import Synthe
+from synthfuse.synthe.train import parallel
 from synthfuse.synthe.train.config import RunConfig
 from synthfuse.synthe.train.data import batch_generator, build_data
+from synthfuse.synthe.train.flops import mfu, model_flops_per_token, peak_flops
 
 CHECKPOINT = "checkpoint.pt"
+#: Sharded checkpoints of a multi-process run: ``out_dir/checkpoints/step_<n>/``.
+SHARDED = "checkpoints"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -75,67 +91,158 @@ def masked_accuracy(logits: Tensor, targets: Tensor) -> tuple[int, int]:
 
 
 class Trainer:
-    """Train ``run`` (a :class:`RunConfig`); ``resume=True`` continues from ``out_dir/checkpoint.pt``."""
+    """Train ``run`` (a :class:`RunConfig`); ``resume=True`` continues from the newest checkpoint.
 
-    def __init__(self, run: RunConfig, resume: bool = False, progress: bool = True) -> None:
+    Parameters
+    ----------
+    run : RunConfig
+    resume : bool
+        Continue from ``out_dir/checkpoint.pt`` (one process) or the latest sharded checkpoint
+        in ``out_dir/checkpoints`` (saved on any number of processes), whichever is newer.
+    progress : bool
+        Show a progress bar (rank 0 only).
+    data : optional
+        A batch source (``batch(split, batch_size, generator)``, ``vocab_size``) instead of
+        the one ``run.data`` names.
+
+    Attributes
+    ----------
+    model : nn.Module
+        The model (FSDP2-sharded in place under ``parallel: fsdp``).
+    net : nn.Module
+        What the forward passes call: ``model`` or its DDP wrapper.
+    env : DistributedEnv
+        Rank, world size and device of this process.
+    """
+
+    def __init__(self, run: RunConfig, resume: bool = False, progress: bool = True, data=None) -> None:
         self.run, t = run, run.train
-        self.device = resolve_device(t.device)
-        self.data = build_data(run.data)
-        torch.manual_seed(t.seed)
-        self.model = build_model(run, self.data.vocab_size).to(self.device)
+        self.env = parallel.join(t, resolve_device(t.device))
+        self.device = self.env.device
+        self.rows = parallel.rank_rows(t.batch_size, self.env.world_size, self.env.rank, t.grad_accum)
+        self.amp_dtype = parallel.autocast_dtype(t.autocast, self.device) if t.dtype == "float32" else None
+        self.data = build_data(run.data) if data is None else data
+        torch.manual_seed(t.seed)  # the same initial weights on every rank
+        model = build_model(run, self.data.vocab_size).to(getattr(torch, t.dtype))
+        self.flops_per_token = model_flops_per_token(model, run.data.seq_len)
+        self.peak_flops = peak_flops(self.device, t.peak_flops)
+        self.model, self.net = parallel.prepare_model(model, t, self.env)
         self.optimizer = torch.optim.AdamW(_param_groups(self.model, t.weight_decay), lr=t.lr,
                                            betas=(t.beta1, t.beta2))
         ratio = t.min_lr / t.lr
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, t.warmup_steps, t.max_steps, ratio))
-        self.step, self.elapsed, self.history, self.progress = 0, 0.0, [], progress
+        self.step, self.elapsed, self.history = 0, 0.0, []
+        self.progress = progress and self.env.is_main
         self.out_dir = None if t.out_dir is None else Path(t.out_dir)
         if resume:
-            if self.out_dir is None or not (self.out_dir / CHECKPOINT).exists():
-                raise FileNotFoundError(f"--resume: no checkpoint at {self.out_dir and self.out_dir / CHECKPOINT}")
-            self.load(self.out_dir / CHECKPOINT)
+            self._resume()
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 (or the only process): logs, plots, progress bar, shared files."""
+        return self.env.is_main
 
     # -- one step / evaluation -------------------------------------------------------------------
     def _forward(self, x: Tensor, y: Tensor) -> dict:
         x, y = x.to(self.device), y.to(self.device)
-        if isinstance(self.model, Synthe):
-            return self.model(x, targets=y, early_exit=False)
-        return self.model(x, targets=y)
+        with parallel.autocast(self.amp_dtype, self.device):
+            if isinstance(self.model, Synthe):
+                return self.net(x, targets=y, early_exit=False)
+            return self.net(x, targets=y)
+
+    def _aux_stride(self) -> int:
+        return self.model.config.router_aux_stride if isinstance(self.model, Synthe) else 1
+
+    def backward_step(self, index: int) -> dict[str, float]:
+        """Add the gradient of training batch ``index`` (this rank's rows) to the parameters' ``.grad``.
+
+        ``grad_accum`` forward/backward passes over equal micro-batches, each loss weighted by its
+        share of the global batch's scored tokens (:func:`~.parallel.loss_weights`), so the
+        accumulated (and, across ranks, averaged) gradient is the gradient of the whole batch's
+        mean loss. Returns the batch's ``loss`` and ``lm_loss`` (global values, equal on every rank).
+        """
+        t = self.run.train
+        x, y = parallel.read_rows(self.data, "train", t.batch_size, batch_generator(t.seed, "train", index), self.rows)
+        micro = parallel.micro_batches(x, y, t.grad_accum)
+        stride = self._aux_stride()
+        counts = [parallel.scored_counts(mb_y, stride) for _, mb_y in micro]
+        total = all_reduce_sum(torch.stack(counts).sum(0).to(self.device))
+        aux_weight = self.model.config.router_aux_weight if isinstance(self.model, Synthe) else 0.0
+        logged = torch.zeros(2, dtype=torch.float64, device=self.device)  # (lm share, aux share) of this rank
+        self.model.train()
+        for i, ((mb_x, mb_y), count) in enumerate(zip(micro, counts)):
+            w_lm, w_aux = parallel.loss_weights(count, total, self.env.world_size)
+            last = i == len(micro) - 1
+            with self._gradient_sync(last):
+                out = self._forward(mb_x, mb_y)
+                lm = out["losses"]["lm"] if "losses" in out else out["loss"]
+                aux = out["losses"]["router_aux"] if "losses" in out else None
+                loss = _weighted(lm, w_lm)
+                if aux is not None:
+                    loss = loss + aux_weight * _weighted(aux, w_aux)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step + 1}; lower --lr")
+                loss.backward()
+            if w_lm:
+                logged[0] += float(lm.detach()) * w_lm
+            if aux is not None and w_aux:
+                logged[1] += float(aux.detach()) * w_aux
+        lm_loss, aux_loss = all_reduce_mean(logged).tolist()  # the ranks' shares average to the global means
+        return {"loss": lm_loss + aux_weight * aux_loss, "lm_loss": lm_loss}
+
+    def _gradient_sync(self, sync: bool):
+        """Skip the gradient all-reduce / reduce-scatter on all but the last micro-batch."""
+        if sync or not self.env.is_distributed:
+            return contextlib.nullcontext()
+        if self.net is not self.model:  # DDP
+            return self.net.no_sync()
+        if hasattr(self.model, "set_requires_gradient_sync"):  # FSDP2
+            self.model.set_requires_gradient_sync(False)
+            return _restore_gradient_sync(self.model)
+        return contextlib.nullcontext()
 
     def train_step(self) -> dict:
         """One optimisation step on training batch ``self.step``; returns its metrics."""
         t = self.run.train
-        self.model.train()
-        x, y = self.data.batch("train", t.batch_size, batch_generator(t.seed, "train", self.step))
-        out = self._forward(x, y)
-        if not torch.isfinite(out["loss"]):
-            raise FloatingPointError(f"non-finite loss {out['loss'].item()} at step {self.step + 1}; lower --lr")
         self.optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
+        record = self.backward_step(self.step)
         norm = nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip) if t.grad_clip > 0 else None
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        lm = out["info"]["lm_loss"] if "info" in out else float(out["loss"].detach())
-        record = {"step": self.step, "loss": float(out["loss"].detach()), "lm_loss": lm, "lr": lr}
+        record = {"step": self.step, **record, "lr": lr}
         if norm is not None:
-            record["grad_norm"] = float(norm)
+            record["grad_norm"] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         return record
 
     @torch.no_grad()
     def evaluate(self, split: str = "val") -> dict:
-        """Mean loss and accuracy (at scored positions) over ``eval_batches`` fixed batches."""
+        """Mean loss and accuracy (at scored positions) over ``eval_batches`` fixed batches.
+
+        Each batch's loss is its mean over scored tokens; every rank scores its rows and the
+        sums are added over ranks.
+        """
         t = self.run.train
         self.model.eval()
-        total, correct, scored = 0.0, 0, 0
+        rows = parallel.rank_rows(t.batch_size, self.env.world_size, self.env.rank)
+        # per batch: loss sum over scored tokens; then correct and scored over all batches
+        sums = torch.zeros(t.eval_batches + 2, dtype=torch.float64, device=self.device)
+        counts = torch.zeros(t.eval_batches, dtype=torch.float64, device=self.device)
         for i in range(t.eval_batches):
-            x, y = self.data.batch(split, t.batch_size, batch_generator(t.seed, split, i))
+            x, y = parallel.read_rows(self.data, split, t.batch_size, batch_generator(t.seed, split, i), rows)
             out = self._forward(x, y)
-            total += float(out["loss"])
-            c, n = masked_accuracy(out["logits"], y.to(self.device))
-            correct, scored = correct + c, scored + n
-        return {f"{split}_loss": total / t.eval_batches, f"{split}_acc": correct / max(scored, 1)}
+            y = y.to(self.device)
+            c, n = masked_accuracy(out["logits"], y)
+            lm = out["losses"]["lm"] if "losses" in out else out["loss"]
+            sums[i] = float(lm) * n if n else 0.0
+            sums[-2] += c
+            sums[-1] += n
+            counts[i] = n
+        sums, counts = all_reduce_sum(sums), all_reduce_sum(counts)
+        loss = float((sums[:-2] / counts.clamp_min(1)).mean())
+        return {f"{split}_loss": loss, f"{split}_acc": float(sums[-2] / sums[-1].clamp_min(1))}
 
     # -- the loop --------------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> dict:
@@ -145,21 +252,32 @@ class Trainer:
         t = self.run.train
         last = min(t.max_steps, stop_after) if stop_after is not None else t.max_steps
         bar = tqdm(total=last, initial=self.step, desc=f"train {self.run.model_type}", disable=not self.progress)
+        tokens_per_step = t.batch_size * self.run.data.seq_len
         final = None
         try:
             while self.step < last:
                 start = time.perf_counter()
                 record = self.train_step()
-                self.elapsed += time.perf_counter() - start
+                seconds = time.perf_counter() - start
+                self.elapsed += seconds
                 record["elapsed_s"] = self.elapsed
-                out_of_time = t.time_budget_s is not None and self.elapsed >= t.time_budget_s
+                record["tokens_per_s"] = tokens_per_step / seconds
+                utilisation = mfu(self.flops_per_token, record["tokens_per_s"], self.peak_flops, self.env.world_size)
+                if utilisation is not None:
+                    record["mfu"] = utilisation
+                out_of_time = self._out_of_time()
                 done = self.step >= last or out_of_time
                 if self.step % t.eval_interval == 0 or done:
                     final = self.evaluate()
                     record.update(final)
                 self.history.append(record)
                 bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", **({"val": f"{final['val_loss']:.4f}"} if final else {}))
+                postfix = {"loss": f"{record['loss']:.4f}", "tok/s": f"{record['tokens_per_s']:.0f}"}
+                if utilisation is not None:
+                    postfix["mfu"] = f"{100 * utilisation:.1f}%"
+                if final:
+                    postfix["val"] = f"{final['val_loss']:.4f}"
+                bar.set_postfix(**postfix)
                 if self.step % t.log_interval == 0 or done:
                     self.write_metrics()
                 if self.step % t.checkpoint_interval == 0 or done:
@@ -170,12 +288,21 @@ class Trainer:
             bar.close()
         if final is None:
             final = self.evaluate()
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.is_main:
             self.plot()
         return final
 
+    def _out_of_time(self) -> bool:
+        """Whether the time budget is spent -- rank 0's clock decides for every rank."""
+        budget = self.run.train.time_budget_s
+        if budget is None:
+            return False
+        flag = torch.tensor([float(self.is_main and self.elapsed >= budget)], device=self.device)
+        return bool(all_reduce_sum(flag).item() > 0)
+
     # -- files -----------------------------------------------------------------------------------
     def checkpoint_state(self) -> dict:
+        """The one-process checkpoint: model, optimizer, scheduler, RNG, step, time, history, config."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -187,8 +314,27 @@ class Trainer:
             "run_config": self.run.to_dict(),
         }
 
+    def _extra_state(self) -> dict:
+        """The trainer state a sharded checkpoint keeps beside the model and optimizer (JSON)."""
+        return {"step": self.step, "elapsed_s": self.elapsed, "history": self.history,
+                "scheduler": self.scheduler.state_dict(), "run_config": self.run.to_dict()}
+
     def save(self, path: str | Path | None = None) -> Path | None:
-        """Write the checkpoint atomically (to ``out_dir/checkpoint.pt`` by default)."""
+        """Write a checkpoint atomically; returns its path (``None`` without ``out_dir``).
+
+        One process: ``out_dir/checkpoint.pt`` (or ``path``). A process group (collective):
+        every rank writes its shards to ``out_dir/checkpoints/step_<n>``, keeping the newest
+        ``keep_checkpoints``.
+        """
+        if self.env.is_distributed:
+            if path is not None:
+                raise ValueError("a process group saves sharded checkpoints under out_dir; "
+                                 "save(path) is for one process")
+            if self.out_dir is None:
+                return None
+            return save_checkpoint(self.out_dir / SHARDED, self.step, self.model, self.optimizer,
+                                   extra=self._extra_state(), replicated={"rng": torch.get_rng_state()},
+                                   keep_last=self.run.train.keep_checkpoints)
         path = path or (self.out_dir and self.out_dir / CHECKPOINT)
         if path is None:
             return None
@@ -196,11 +342,45 @@ class Trainer:
             torch.save(self.checkpoint_state(), fh)
         return Path(path)
 
+    def _check_config(self, saved: dict, where) -> None:
+        if saved["model"] != self.run.to_dict()["model"] or saved["model_type"] != self.run.model_type:
+            raise ValueError(f"checkpoint {where} was written for another model configuration; use its run config")
+
+    def _resume(self) -> None:
+        """Load the newest checkpoint of ``out_dir``: ``checkpoint.pt`` or the latest sharded one.
+
+        A process group resumes from sharded checkpoints only (a newer ``checkpoint.pt`` of a
+        one-process run is an error); one process takes whichever is newer.
+        """
+        single = None if self.out_dir is None else self.out_dir / CHECKPOINT
+        root = None if self.out_dir is None else self.out_dir / SHARDED
+        sharded = checkpoint_info(root) if root is not None and latest_checkpoint(root) is not None else None
+        single_step = None
+        if single is not None and single.exists():
+            single_step = int(torch.load(single, map_location="cpu", weights_only=True)["step"])
+        if sharded is None and single_step is None:
+            raise FileNotFoundError(f"--resume: no checkpoint.pt and no sharded checkpoint in {self.out_dir}")
+        if single_step is not None and (sharded is None or single_step > sharded.step):
+            if self.env.is_distributed:
+                raise ValueError(f"the newest checkpoint in {self.out_dir} is {single} (step {single_step}) of a "
+                                 f"one-process run; a {self.env.world_size}-process run resumes from {root} only: "
+                                 "continue on one process, or use another out_dir")
+            self.load(single)
+            return
+        self._check_config(sharded.extra["run_config"], sharded.path)
+        info = load_checkpoint(sharded.path, self.model, self.optimizer)
+        extra = info.extra
+        self.scheduler.load_state_dict(extra["scheduler"])
+        torch.set_rng_state(info.replicated["rng"].cpu())
+        self.step, self.elapsed, self.history = info.step, float(extra["elapsed_s"]), list(extra["history"])
+
     def load(self, path: str | Path) -> None:
-        """Restore model, optimizer, scheduler, RNG, step, time and history from a checkpoint."""
+        """Restore model, optimizer, scheduler, RNG, step, time and history from a ``checkpoint.pt``."""
+        if self.env.is_distributed:
+            raise ValueError(f"{path} is a one-process checkpoint; a process group loads sharded checkpoints "
+                             f"(out_dir/{SHARDED}); continue on one process")
         ckpt = torch.load(path, map_location=self.device, weights_only=True)
-        if ckpt["run_config"]["model"] != self.run.to_dict()["model"] or ckpt["run_config"]["model_type"] != self.run.model_type:
-            raise ValueError(f"checkpoint {path} was written for another model configuration; use its run config")
+        self._check_config(ckpt["run_config"], path)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -208,8 +388,8 @@ class Trainer:
         self.step, self.elapsed, self.history = int(ckpt["step"]), float(ckpt["elapsed_s"]), list(ckpt["history"])
 
     def write_metrics(self) -> None:
-        """``out_dir/metrics.jsonl``: one JSON object per step (rewritten atomically)."""
-        if self.out_dir is not None:
+        """``out_dir/metrics.jsonl``: one JSON object per step (rewritten atomically, by rank 0)."""
+        if self.out_dir is not None and self.is_main:
             atomic_write_text(self.out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
 
     def plot(self) -> Path:
@@ -242,3 +422,17 @@ class Trainer:
         gen = torch.Generator(device=self.device).manual_seed(self.run.train.seed)
         out = self.model.generate(ids, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen)
         return tokenizer.decode(out[0, ids.shape[1]:].tolist())
+
+
+def _weighted(mean: Tensor, weight: float) -> Tensor:
+    """``weight * mean``; a micro-batch with nothing scored (``mean`` is 0/0) still joins the graph
+    with zero gradients -- DDP expects a gradient for every parameter on every rank."""
+    return mean * weight if weight else mean.nan_to_num() * 0.0
+
+
+@contextlib.contextmanager
+def _restore_gradient_sync(model: nn.Module):
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)
