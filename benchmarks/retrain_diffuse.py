@@ -2,8 +2,10 @@
 
     python benchmarks/retrain_diffuse.py [--quick] [--seeds 0 1 2] [--jobs 3] [--out DIR]
 
-Same problem, anchors (θ†, trained in the same run) and table as ``benchmarks/retrain_synthetic.py``;
-saves retrain_synthetic.{md,png} under ``--out``. Needs scikit-learn.
+Same problem, anchors (θ†, trained in the same run) and table as ``benchmarks/retrain_synthetic.py``,
+plus each method's wall time (``retrain(...)`` alone) and, for DBSD and SB, the validation loss
+at t = 1/2 of the method's path against the aligned straight line θ* → πθ†; saves
+retrain_synthetic.{md,png} under ``--out``. Needs scikit-learn.
 """
 
 import sys

@@ -93,3 +93,48 @@ def test_sb_dirac_populations_cost_is_the_squared_distance(upgrade_pair, problem
     aligned = align(inc, sup, data=problem[0]).model
     d2 = float((flatten(aligned) - flatten(inc)).detach().double().pow(2).sum())
     assert r.details["transport_cost"] == pytest.approx(d2, rel=1e-6)
+
+
+def test_tilted_resample_matches_the_gaussian_closed_form():
+    """N(m, s²I)·exp(−β·½a‖x − c‖²) = N((m/s² + βac)/(1/s² + βa), 1/(1/s² + βa)); linear V: no reweighting."""
+    from synthfuse.retrain.bridge import tilted_resample
+
+    n, pool, s2, beta, a = 4000, 40, 1.0, 1.0, 0.5
+    g = torch.Generator().manual_seed(0)
+    m, c = torch.tensor([0.5, -1.0], dtype=torch.float64), torch.tensor([1.0, 1.0], dtype=torch.float64)
+    means = m.expand(n * pool, 2)
+    draws = means + math.sqrt(s2) * torch.randn(n * pool, 2, generator=g, dtype=torch.float64)
+    grads = (a * (means - c)).clone()
+    out = tilted_resample(draws, means, grads, s2, beta, lambda x: 0.5 * a * (x - c).pow(2).sum(1), pool=pool, generator=g)
+    precision = 1 / s2 + beta * a
+    assert out.shape == (n, 2)
+    torch.testing.assert_close(out.mean(0), (m / s2 + beta * a * c) / precision, atol=0.04, rtol=0)
+    assert float(out.var(0).mean()) == pytest.approx(1 / precision, rel=0.06)
+    u = torch.tensor([0.3, -0.7], dtype=torch.float64)  # V(x) = uᵀx: the shifted draws are exact, every weight equal
+    shifted = tilted_resample(draws[:8], means[:8], u.expand(8, 2), s2, 2.0, lambda x: x @ u, pool=8, generator=g)
+    assert any(torch.allclose(shifted[0], row) for row in draws[:8] - 2.0 * s2 * u)
+    with pytest.raises(ValueError, match="multiple of pool"):
+        tilted_resample(draws[:7], means[:7], grads[:7], s2, beta, lambda x: x.sum(1), pool=2, generator=g)
+
+
+def test_sb_without_potential_keeps_the_plain_bridge_draws(upgrade_pair, problem):
+    import copy
+
+    from synthfuse.retrain.methods import Context, get_method
+    from synthfuse.shared.params import flatten
+
+    inc, sup = upgrade_pair
+    train, val = problem
+    ctx = Context(incumbent=copy.deepcopy(inc).eval(), superior=copy.deepcopy(sup).eval(), train=train, val=val,
+                  seed=0, device=torch.device("cpu"))
+    a, b = flatten(inc).detach().double(), flatten(sup).detach().double()
+    x0, x1 = a.expand(2, -1).clone(), b.expand(2, -1).clone()
+    times = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    plan = entropic_plan(x0, x1, 0.01)
+    plain = get_method("sb")(potential=0.0, proposals=4, samples_per_time=2).tilted_points(
+        ctx, x0, x1, plan, times, 0.01, torch.Generator().manual_seed(7))
+    draws, _, _ = bridge_points(x0, x1, plan, times, 0.01, n_samples=8, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(plain, draws[:2])
+    tilted = get_method("sb")(proposals=4, samples_per_time=2).tilted_points(
+        ctx, x0, x1, plan, times, 0.01, torch.Generator().manual_seed(7))
+    assert torch.equal(tilted[:, 0], draws[:2, 0]) and not torch.equal(tilted[:, 1], draws[:2, 1])

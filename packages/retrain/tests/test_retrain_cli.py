@@ -64,3 +64,22 @@ def test_bench_quick_synthetic(tmp_path):
     assert [r["model"] for r in rows][:2] == ["θ* (incumbent)", "θ† (superior)"] and rows[-1]["model"] == "otwi"
     table = bench.summarize(rows)
     assert table[-1]["target"].startswith(("0/1", "1/1"))
+
+
+def test_bench_summary_counts_the_diffuse_targets_and_midpoints():
+    from synthfuse.retrain import bench
+
+    def row(seed, model, acc, nfr, dom, seconds=None, **extra):
+        return {"seed": seed, "model": model, "accuracy": acc, "nfr": nfr, "flips": 1, "nll": 0.5, "dominates": dom,
+                "seconds": seconds, **extra}
+
+    rows = [row(s, "θ† (superior)", 0.84, 0.05, False) for s in (0, 1)]
+    rows += [row(0, "fdd", 0.85, 0.039, True, 10.0), row(1, "fdd", 0.85, 0.041, True, 20.0)]  # 22% and 18% less NFR
+    rows += [row(0, "sb", 0.84, 0.05, False, 1.0, bridge_midpoint_nll=0.70, line_midpoint_nll=0.73),
+             row(1, "sb", 0.84, 0.05, False, 3.0, bridge_midpoint_nll=0.75, line_midpoint_nll=0.74)]
+    rows += [row(0, "til", 0.84, 0.04, True, 5.0), row(1, "til", 0.84, 0.05, False, 5.0)]
+    table = {r["model"]: r for r in bench.summarize(rows)}
+    assert table["fdd"]["target"].startswith("1/2") and table["fdd"]["time (s, under load)"] == "15.0 ± 7.1"
+    assert table["til"]["target"].startswith("1/2") and table["sb"]["target"].startswith("1/2")
+    assert table["sb"]["val loss at t = ½: path / line"] == "0.7250 / 0.7350 (≤ in 1/2)"
+    assert table["fdd"]["val loss at t = ½: path / line"] == "" and table["θ† (superior)"]["time (s, under load)"] == ""

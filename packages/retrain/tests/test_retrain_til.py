@@ -87,3 +87,21 @@ def test_til_runs_is_deterministic_and_reports(upgrade_pair, problem):
         retrain(inc, sup, seed=0, bogus=1, **kw)
     with pytest.raises(ValueError, match="langevin_temperature"):
         retrain(inc, sup, seed=0, **{**kw, "langevin_temperature": -1.0})
+
+
+def test_reach_sets_the_pulls_contraction():
+    """Alone, the pull contracts the distance to πθ† by prod_k (1 - η λ_k) ≈ 1 - reach."""
+    from synthfuse.retrain.methods.til import decay
+
+    n, eta = 400, 0.05
+    for schedule in ("constant", "linear", "cosine"):
+        til = get_method("til")(reach=0.6, lr=eta, pull_schedule=schedule)
+        lam = til.pull_strength(n)
+        contraction = 1.0
+        for k in range(n):
+            contraction *= 1.0 - eta * lam * decay(schedule, k / n)
+        assert contraction == pytest.approx(0.4, rel=0.01)
+    assert get_method("til")(pull=0.3).pull_strength(n) == 0.3
+    assert get_method("til")(reach=0.0).pull_strength(n) == 0.0
+    with pytest.raises(ValueError, match="reach"):
+        get_method("til")(reach=1.0)

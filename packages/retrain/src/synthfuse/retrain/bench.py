@@ -1,4 +1,4 @@
-"""Benchmarks of the four retraining methods (``synthfuse retrain bench``, ``benchmarks/retrain_*.py``).
+"""Benchmarks of the retraining methods (``synthfuse retrain bench``, ``benchmarks/retrain_*.py``).
 
 - ``synthetic``: ``make_classification(24000, 40 features, 20 informative, 10 redundant,
   10 classes, 2 clusters per class, class_sep=1.0)``, standardized, 16k train / 8k held out (2k
@@ -161,7 +161,7 @@ def run_synthetic_seed(seed: int, quick: bool = False, methods: Sequence[str] = 
     rows.append(_row(seed, f"ensemble of {len(ens)} ({len(ens)}× inference cost)", z_ens, test.y, zi, zs))
     for name, (result, seconds) in _run_methods(inc, ens, train, val, methods, seed, quick).items():
         rows.append(_row(seed, name, logits_of(result.model, test.X), test.y, zi, zs, seconds,
-                         **{k: v for k, v in result.details.items() if k.startswith("barrier")}))
+                         **{k: v for k, v in result.details.items() if k.startswith("barrier") or k.endswith("midpoint_nll")}))
     return rows
 
 
@@ -207,12 +207,12 @@ def run_digits_seed(seed: int, quick: bool = False, methods: Sequence[str] = tup
     return rows, barriers
 
 
-def _mean_std(values: list[float]) -> str:
+def _mean_std(values: list[float], fmt: str = ".4f") -> str:
     if not values:
         return ""
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.4f} ± {std:.4f}"
+    return f"{mean:{fmt}} ± {std:{fmt}}"
 
 
 def _target(name: str, rows: list[dict], sup: dict[int, dict]) -> str:
@@ -226,10 +226,31 @@ def _target(name: str, rows: list[dict], sup: dict[int, dict]) -> str:
             "otwi": r["dominates"],
             "wsft": r["nfr"] <= 0.8 * s["nfr"] and gain >= -0.005,
             "frr": r["nfr"] < s["nfr"] and gain >= -0.003,
+            "til": r["dominates"],
+            "fdd": r["dominates"] and rel >= 0.2,
+            "dbsd": _midpoint_le_line(r),
+            "sb": _midpoint_le_line(r),
         }.get(name, None))
     if any(h is None for h in hits):
         return ""
     return f"{sum(hits)}/{len(hits)}"
+
+
+def _midpoint_le_line(row: dict) -> bool | None:
+    """Whether the path's mean validation loss at t = 1/2 is at most the aligned straight line's."""
+    if "bridge_midpoint_nll" not in row:
+        return None
+    return row["bridge_midpoint_nll"] <= row["line_midpoint_nll"]
+
+
+def _midpoints(rows: list[dict]) -> str:
+    """``path / line (≤ in k/n)``: validation loss at t = 1/2 of the method's path and of the aligned line."""
+    pairs = [(r["bridge_midpoint_nll"], r["line_midpoint_nll"]) for r in rows if "bridge_midpoint_nll" in r]
+    if not pairs:
+        return ""
+    below = sum(p <= q for p, q in pairs)
+    return (f"{statistics.fmean(p for p, _ in pairs):.4f} / {statistics.fmean(q for _, q in pairs):.4f} "
+            f"(≤ in {below}/{len(pairs)})")
 
 
 TARGETS = {
@@ -237,6 +258,10 @@ TARGETS = {
     "otwi": "dominates (after fine-tune)",
     "wsft": "NFR ≤ 0.8·NFR(θ†), acc ≥ acc(θ†) − 0.5 pt",
     "frr": "NFR < NFR(θ†), acc ≥ acc(θ†) − 0.3 pt",
+    "til": "dominates in ≥ 2/3 seeds",
+    "fdd": "dominates, ≥ 20% less NFR",
+    "dbsd": "midpoint loss ≤ aligned line's",
+    "sb": "midpoint loss ≤ aligned line's",
 }
 
 
@@ -257,6 +282,10 @@ def summarize(rows: list[dict]) -> list[dict]:
             "dominates θ†": f"{sum(r['dominates'] for r in rs)}/{len(rs)}",
             "target": (f"{_target(name, rs, sup)} ({TARGETS[name]})" if name in TARGETS else ""),
         })
+        if any(r.get("seconds") is not None for r in rows):
+            out[-1]["time (s, under load)"] = _mean_std([r["seconds"] for r in rs if r.get("seconds") is not None], ".1f")
+        if any("bridge_midpoint_nll" in r for r in rows):
+            out[-1]["val loss at t = ½: path / line"] = _midpoints(rs)
     return out
 
 

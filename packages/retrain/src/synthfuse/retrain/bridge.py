@@ -34,7 +34,9 @@ Cuturi. Sinkhorn Distances. NeurIPS 2013.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -42,7 +44,7 @@ from synthfuse.shared.ot import coupling
 
 __all__ = [
     "CouplingStatistics", "GaussianBridge", "bridge_points", "coupling_statistics", "entropic_plan",
-    "gaussian_schrodinger_bridge",
+    "gaussian_schrodinger_bridge", "tilted_resample",
 ]
 
 
@@ -154,3 +156,35 @@ def bridge_points(
     z = torch.randn((n_samples, times.numel(), x0.shape[1]), generator=generator, dtype=x0.dtype)
     points = (1 - t) * x0[i, None] + t * x1[j, None] + (sigma2 * t * (1 - t)).sqrt() * z
     return points, i, j
+
+
+def tilted_resample(
+    draws: torch.Tensor, means: torch.Tensor, gradients: torch.Tensor, s2: float, beta: float,
+    potential: Callable[[torch.Tensor], torch.Tensor], *, pool: int, generator: torch.Generator,
+) -> torch.Tensor:
+    """Sample :math:`N(m, s^2 I)\\,e^{-\\beta V}` (a bridge marginal tilted by a potential) by importance resampling.
+
+    Each row of ``draws`` is :math:`x = m + s z` for its row of ``means``. The proposal shifts it
+    by the exact tilt of the linearized potential, :math:`x' = x - \\beta s^2 g` with
+    :math:`g = \\nabla V(m)` (``gradients``; :math:`N(m, s^2)e^{-\\beta g^\\top x}` is
+    :math:`N(m - \\beta s^2 g, s^2)`), and the weight corrects for the rest of :math:`V`:
+
+    .. math:: \\log w = \\log N(x'; m, s^2) - \\beta V(x') - \\log N(x'; m - \\beta s^2 g, s^2)
+              = -\\beta\\,[V(x') - s\\,g^\\top z] - \\tfrac12 \\beta^2 s^2 \\|g\\|^2,
+
+    equal to :math:`\\log \\int N(x; m, s^2) e^{-\\beta V(x)}dx` for every draw when :math:`V` is
+    linear (a mixture over means is weighted by each component's mass). One draw is kept per
+    consecutive block of ``pool`` rows, with probability :math:`\\propto w` (sampling–importance
+    resampling, Rubin 1988). Returns ``(len(draws) // pool, d)``.
+    """
+    if draws.shape != means.shape or draws.shape != gradients.shape or draws.shape[0] % pool:
+        raise ValueError("draws, means and gradients must have one shape (n, d), n a multiple of pool")
+    if not (s2 > 0 and beta >= 0):
+        raise ValueError(f"need s2 > 0 and beta >= 0, got s2={s2}, beta={beta}")
+    s = math.sqrt(s2)
+    z = (draws - means) / s
+    proposals = draws - beta * s2 * gradients
+    v = potential(proposals).to(draws.dtype)
+    log_w = -beta * (v - s * (gradients * z).sum(1)) - 0.5 * beta**2 * s2 * gradients.pow(2).sum(1)
+    pick = torch.multinomial(torch.softmax(log_w.view(-1, pool), dim=1), 1, generator=generator).squeeze(1)
+    return proposals.view(-1, pool, draws.shape[1])[torch.arange(pick.numel()), pick]
