@@ -1,11 +1,15 @@
 """Verified synthesis: greedy vs sampling vs contrastive search (and CE vs CE + RL) on the same prompts.
 
 Each method writes one program per prompt (``-n`` prompts cycling through the 17 Θ classes,
-half of them with a function header); every program is parsed, type-checked and verified
-(both routes of synthfuse.koda.analysis.verify). The anchor is greedy decoding of the CE
-model, measured in the same run: the table gives each row's rates, the distinct well-typed
-programs (up to renaming) and their ratio to greedy's, and the Θ-match difference to greedy.
-With ``--rl-checkpoint`` the RL-tuned model is measured on the same prompts. Saves a PNG.
+each with a function header by default, so that nearly all prompts differ); every program is
+parsed, type-checked and verified (both routes of synthfuse.koda.analysis.verify, through its
+cache). The anchor is greedy decoding of the CE model, measured in the same run: the table
+gives each row's rates, the distinct well-typed programs (up to renaming) and their ratio to
+greedy's, and the Θ-match difference to greedy.
+With ``--rl-checkpoint`` the RL-tuned model is measured on the same prompts. Also prints, per
+model, the Θ-match rate per requested class and the confusion table of greedy decoding
+(requested class against the class the verifier's static route finds). Saves PNGs of the rates
+and of each confusion table.
 
     python benchmarks/koda_synthesis.py --checkpoint runs/koda_tiny/checkpoint.pt \\
         --rl-checkpoint runs/koda_tiny/rl_checkpoint.pt            # 500 prompts
@@ -21,7 +25,9 @@ from pathlib import Path
 import torch
 
 from synthfuse.koda.synthesis.prompts import make_prompts
-from synthfuse.koda.synthesis.run import load_model, summarize, synthesize
+from synthfuse.koda.analysis.verify import VERIFY_CACHE
+from synthfuse.koda.data.families import THETA_CLASSES
+from synthfuse.koda.synthesis.run import NO_CLASS, confusion, load_model, summarize, synthesize
 from synthfuse.shared.demo import DemoContext
 
 
@@ -40,18 +46,50 @@ def quick_checkpoint(folder: Path) -> Path:
     return folder / "checkpoint.pt"
 
 
+def _confusion_table(ctx: DemoContext, label: str, table: dict, classes: list[str]) -> None:
+    """Print ``table`` (requested x found class, greedy decoding of model ``label``) and save its heatmap."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    found = [c for c in THETA_CLASSES if any(c in row for row in table.values())]
+    found += [NO_CLASS] if any(NO_CLASS in row for row in table.values()) else []
+    slug = label.lower().replace(" ", "").replace("+", "_")
+    ctx.table(f"koda_synthesis_confusion_{slug}",
+              [{"requested Θ": c, **{f: table.get(c, {}).get(f, 0) for f in found}} for c in classes],
+              title=f"{label} greedy: requested Θ class (rows) against the static route's class (columns)")
+    counts = np.array([[table.get(c, {}).get(f, 0) for f in found] for c in classes], dtype=float)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(found), 1 + 0.4 * len(classes)))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(found)), found, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(classes)), classes, fontsize=7)
+    for i, j in zip(*np.nonzero(counts)):
+        ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=6,
+                color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xlabel("class found by the static route")
+    ax.set_ylabel("requested class")
+    ax.set_title(f"{label} greedy: requested vs found Θ class", fontsize=9)
+    fig.tight_layout()
+    ctx.savefig(fig, f"koda_synthesis_confusion_{slug}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, help="CE model (checkpoint.pt); --quick trains one if omitted")
     parser.add_argument("--rl-checkpoint", type=Path, help="RL-tuned model (rl_checkpoint.pt), optional")
     parser.add_argument("-n", type=int, default=None, help="prompts (default 500; 34 with --quick)")
-    parser.add_argument("--alpha", type=float, default=0.6, help="contrastive search α")
+    parser.add_argument("--alpha", type=float, default=0.4, help="contrastive search α")
     parser.add_argument("--top-k", type=int, default=4, help="contrastive search candidates")
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature")
     parser.add_argument("--top-p", type=float, default=0.95, help="sampling nucleus mass")
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--batch-size", type=int, default=256, help="prompts decoded together")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--signature-prob", type=float, default=1.0,
+                        help="fraction of prompts that also give a function header (1: the most distinct prompts)")
     parser.add_argument("--quick", action="store_true", help="34 prompts, 80 tokens; trains a tiny model if needed")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
     args = parser.parse_args(argv)
@@ -64,11 +102,11 @@ def main(argv=None) -> int:
         if checkpoint is None:
             parser.error("--checkpoint is required without --quick")
         models = [("CE", checkpoint)] + ([("CE + RL", args.rl_checkpoint)] if args.rl_checkpoint else [])
-        prompts = make_prompts(n, seed=args.seed)
+        prompts = make_prompts(n, seed=args.seed, signature_prob=args.signature_prob)
         methods = [("greedy", {}),
                    ("sample", {"temperature": args.temperature, "top_p": args.top_p, "seed": args.seed}),
                    ("contrastive", {"alpha": args.alpha, "top_k": args.top_k})]
-        rows = []
+        rows, per_class, confusions = [], {}, {}
         for label, path in models:
             model, tokenizer, _ = load_model(path)
             for method, options in methods:
@@ -76,14 +114,26 @@ def main(argv=None) -> int:
                                     batch_size=args.batch_size, progress=ctx.progress, **options)
                 row = {"model": label, "method": method, **summarize(checks)}
                 rows.append(row)
+                per_class[f"{label} {method}"] = {c: summarize([k for k in checks if k.theta_class == c])["Θ-match %"]
+                                                  for c in THETA_CLASSES if any(k.theta_class == c for k in checks)}
+                if method == "greedy":
+                    confusions[label] = confusion(checks)
+    print(f"verifier cache: {VERIFY_CACHE.hits} hits, {VERIFY_CACHE.misses} misses "
+          f"({VERIFY_CACHE.misses} verify calls for {VERIFY_CACHE.hits + VERIFY_CACHE.misses} well-typed programs)")
     anchor = rows[0]
     for row in rows:
         row["distinct / greedy"] = row["distinct"] / max(1, anchor["distinct"])
         row["Θ-match − greedy (pts)"] = row["Θ-match %"] - anchor["Θ-match %"]
-    detail = (f"{n} prompts over the Θ classes (seed {args.seed}); sample: T = {args.temperature}, "
+    detail = (f"{n} prompts over the Θ classes ({len(set(prompts))} distinct, the most a deterministic decoder "
+              f"can write; seed {args.seed}, signature prob. {args.signature_prob}); sample: T = {args.temperature}, "
               f"top-p = {args.top_p}; contrastive: α = {args.alpha}, k = {args.top_k}; anchor: CE greedy")
     ctx.table("koda_synthesis", [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()}
                                  for r in rows], title=f"Verified synthesis: {detail}")
+    classes = list(next(iter(per_class.values())))
+    ctx.table("koda_synthesis_per_class", [{"requested Θ": c, **{run: round(v[c], 1) for run, v in per_class.items()}}
+                                           for c in classes], title="Θ-match % per requested class")
+    for label, table in confusions.items():
+        _confusion_table(ctx, label, table, classes)
 
     import matplotlib
 

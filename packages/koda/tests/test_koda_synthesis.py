@@ -8,8 +8,10 @@ from synthfuse.koda.analysis import verify
 from synthfuse.koda.examples import TEXTBOOK
 from synthfuse.koda.lang import load, parse
 from synthfuse.koda.synthesis.check import ProgramCheck, canonical_form, check_program, verifier_reward
-from synthfuse.koda.synthesis.prompts import class_theta, make_prompts, resolve_class
-from synthfuse.koda.synthesis.run import summarize
+from synthfuse.koda.analysis import theta_of
+from synthfuse.koda.data.families import THETA_CLASSES
+from synthfuse.koda.synthesis.prompts import class_of, class_theta, make_prompts, resolve_class
+from synthfuse.koda.synthesis.run import NO_CLASS, confusion, summarize
 
 MERGE_SORT = TEXTBOOK["merge_sort"][0]
 BAD = {
@@ -86,10 +88,19 @@ def test_summarize_counts_rates_and_distinct_programs():
               check_program("def f(n: int) {", "n")]
     s = summarize(checks)
     assert s["programs"] == 4 and s["parse %"] == 75.0 and s["well-typed %"] == 75.0 and s["Θ-match %"] == 50.0
-    assert s["distinct"] == 2  # the first two differ only in names
+    assert s["distinct"] == 2 and s["distinct verified"] == 1  # the first two differ only in names
     with pytest.raises(ValueError):
         summarize([])
     assert isinstance(checks[0], ProgramCheck)
+    # What each program is, by the static route, against what was requested.
+    assert [c.static_class for c in checks] == ["n log n", "n log n", "n^log2(3)", None]
+    assert confusion(checks) == {"n log n": {"n log n": 2, "n^log2(3)": 1}, "n": {NO_CLASS: 1}}
+
+
+def test_class_of_inverts_class_theta():
+    for name in THETA_CLASSES:
+        assert class_of(class_theta(name)) == name
+    assert class_of(theta_of("n^4")) is None and class_of(theta_of("n log n")) == "n log n"
 
 
 def test_synthesize_cli(tmp_path, capsys):

@@ -9,12 +9,13 @@ from synthfuse.koda.analysis.recurrence import Recurrence, parse_recurrence
 from synthfuse.koda.analysis.theta import N, Theta, leading_term, theta_of
 from synthfuse.koda.analysis.topology import (betti_numbers, boundary_matrix, clique_complex, euler_characteristic,
                                               hodge_laplacian, hypergraph_complex, simplicial_closure)
-from synthfuse.koda.analysis.verify import DynamicFit, Verification, dynamic_fit, measure, sample_base, verify
+from synthfuse.koda.analysis.verify import (VERIFY_CACHE, DynamicFit, Verification, VerifyCache, dynamic_fit, measure,
+                                            sample_base, verify)
 from synthfuse.koda.errors import KodaAnalysisError, OutOfScopeError
 
 __all__ = [
     "AkraBazziSolution", "DynamicFit", "Graph", "KodaAnalysisError", "N", "OutOfScopeError", "Recurrence",
-    "StaticCost", "Theta", "Verification", "akra_bazzi", "ast_graph", "betti_numbers", "boundary_matrix",
+    "StaticCost", "Theta", "VERIFY_CACHE", "Verification", "VerifyCache", "akra_bazzi", "ast_graph", "betti_numbers", "boundary_matrix",
     "clique_complex", "control_flow_graph", "dynamic_fit", "euler_characteristic", "graph_betti",
     "hodge_laplacian", "hypergraph_complex", "laplacian", "laplacian_spectrum", "leading_term", "master_theorem",
     "measure", "parse_math", "parse_recurrence", "parse_theta", "program_graph", "recurrence_of", "sample_base",

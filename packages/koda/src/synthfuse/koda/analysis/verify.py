@@ -23,11 +23,15 @@ one log factor ``|δ| >= 0.70`` and claims off by ``n^{±0.1}`` ``|δ| >= 1.16``
 companion and threshold were chosen on that measurement). Resolution: factors of
 ``log log n`` are below what ``n <= 2**60`` can separate; the static route still decides
 them, and the two verdicts are reported side by side.
+
+*Cache*: :class:`VerifyCache` (and the shared :data:`VERIFY_CACHE`) answers repeated
+verifications of the same program up to renaming of identifiers from a bounded LRU table.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,9 +43,11 @@ from synthfuse.koda.analysis.recurrence import Recurrence
 from synthfuse.koda.analysis.theta import Theta, theta_of
 from synthfuse.koda.errors import KodaAnalysisError, KodaRuntimeError, StepBudgetExceeded
 from synthfuse.koda.lang import ast as A
+from synthfuse.koda.lang.canonical import canonical_names
 from synthfuse.koda.lang.interp import Interpreter
 
-__all__ = ["DynamicFit", "Verification", "dynamic_fit", "measure", "sample_base", "static_theta", "verify"]
+__all__ = ["DynamicFit", "VERIFY_CACHE", "Verification", "VerifyCache", "dynamic_fit", "measure", "sample_base",
+           "static_theta", "verify"]
 
 #: Largest input size the dynamic route measures.
 MAX_N = 2**60
@@ -190,3 +196,60 @@ def verify(program: A.Program, claimed_theta: Theta | sympy.Expr | str, *, funct
     except KodaRuntimeError as exc:
         dynamic = DynamicFit((), (), math.nan, math.nan, math.nan, None, f"the program failed at run time: {exc}")
     return Verification(claimed, rec, found, solution, static_ok, static_reason, dynamic)
+
+
+class VerifyCache:
+    """A bounded (least recently used) cache of :func:`verify` for programs up to renaming.
+
+    The key is the program's canonical form (:func:`synthfuse.koda.lang.canonical.canonical_names`:
+    pretty-printed, identifiers renamed ``v0, v1, ...``), the claimed Θ (its exact exponents),
+    the analysed function (canonically renamed) and the step budget. Renaming identifiers
+    changes neither route's verdict -- the recurrence, the operation counts and the fit are the
+    same -- so a program that equals a cached one up to renaming gets the cached
+    :class:`Verification` (whose reason texts may name the first program's identifiers).
+    An exception raised by :func:`verify` propagates and caches nothing. Used by synthesis and
+    the RL reward (:func:`synthfuse.koda.synthesis.check_program`), where a model writes the same
+    program many times.
+
+    Parameters
+    ----------
+    maxsize : int
+        Entries kept; the least recently used is evicted beyond it.
+    """
+
+    def __init__(self, maxsize: int = 4096) -> None:
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+            raise ValueError(f"maxsize must be an integer >= 1, got {maxsize!r}")
+        self.maxsize = maxsize
+        self.hits = self.misses = 0
+        self._entries: OrderedDict[tuple, Verification] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        """Drop every entry and reset the hit and miss counts."""
+        self._entries.clear()
+        self.hits = self.misses = 0
+
+    def verify(self, program: A.Program, claimed_theta: Theta | sympy.Expr | str, *, function: str | None = None,
+               step_budget: int = 400_000) -> Verification:
+        """:func:`verify` with the same arguments, answered from the cache when it can be."""
+        claimed = claimed_theta if isinstance(claimed_theta, Theta) else theta_of(claimed_theta)
+        form, names = canonical_names(program)
+        key = (form, (claimed.k, claimed.j, claimed.m), None if function is None else names.get(function, function),
+               step_budget)
+        if key in self._entries:
+            self.hits += 1
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        self.misses += 1
+        result = verify(program, claimed, function=function, step_budget=step_budget)
+        self._entries[key] = result
+        if len(self._entries) > self.maxsize:
+            self._entries.popitem(last=False)
+        return result
+
+
+#: The process-wide cache that synthesis and the RL reward share.
+VERIFY_CACHE = VerifyCache()

@@ -18,14 +18,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from synthfuse.koda.analysis.verify import verify
+from synthfuse.koda.analysis.verify import VERIFY_CACHE, VerifyCache, verify
 from synthfuse.koda.errors import KodaError, KodaSyntaxError, KodaTypeError
-from synthfuse.koda.lang import ast as A
-from synthfuse.koda.lang.lexer import tokenize
+from synthfuse.koda.lang.canonical import canonical_form
 from synthfuse.koda.lang.parser import parse
-from synthfuse.koda.lang.pretty import pretty
 from synthfuse.koda.lang.types import check
-from synthfuse.koda.synthesis.prompts import class_theta
+from synthfuse.koda.synthesis.prompts import class_of, class_theta
 
 __all__ = ["ProgramCheck", "canonical_form", "check_program", "verifier_reward"]
 
@@ -43,6 +41,9 @@ class ProgramCheck:
         The three gates (each implies the previous ones).
     static_theta : str or None
         Θ found by the static route (when it applies).
+    static_class : str or None
+        The corpus class of ``static_theta`` (None when it is no class's, or unknown): what the
+        program is, against what was requested (:func:`synthfuse.koda.synthesis.confusion`).
     header_match : bool or None
         Whether the entry function has the requested header (None when none was requested).
     reason : str
@@ -60,29 +61,11 @@ class ProgramCheck:
     header_match: bool | None = None
     reason: str = ""
     canonical: str | None = None
-
-
-def canonical_form(program: A.Program) -> str:
-    """The pretty-printed program with identifiers renamed ``v0, v1, ...`` by first appearance.
-
-    Two programs with the same canonical form differ only in their names: the measure of
-    *distinct* programs counts canonical forms. Built-ins (``log2``, ``sqrt``, ...) keep their names.
-    """
-    names: dict[str, str] = {}
-    out = []
-    for tok in tokenize(pretty(program)):
-        if tok.kind == "eof":
-            break
-        if tok.kind == "ident" and tok.text not in A.BUILTINS:
-            tok_text = names.setdefault(tok.text, f"v{len(names)}")
-        else:
-            tok_text = tok.text
-        out.append(tok_text)
-    return " ".join(out)
+    static_class: str | None = None
 
 
 def check_program(source: str, theta_class: str, *, signature: str | None = None,
-                  step_budget: int = 400_000) -> ProgramCheck:
+                  step_budget: int = 400_000, cache: VerifyCache | None = VERIFY_CACHE) -> ProgramCheck:
     """Parse, type-check and verify ``source`` against the requested ``theta_class``.
 
     Parameters
@@ -95,6 +78,10 @@ def check_program(source: str, theta_class: str, *, signature: str | None = None
         The requested header, e.g. ``"def sort(n: int)"`` (reported as ``header_match``).
     step_budget : int
         Interpreter steps for the verifier's dynamic route.
+    cache : VerifyCache or None
+        Where verifications of programs seen before (up to renaming) are looked up; the
+        process-wide :data:`~synthfuse.koda.analysis.verify.VERIFY_CACHE` by default, ``None``
+        to always run :func:`~synthfuse.koda.analysis.verify.verify`.
     """
     claimed = class_theta(theta_class)
     try:
@@ -116,12 +103,14 @@ def check_program(source: str, theta_class: str, *, signature: str | None = None
     except KodaTypeError as exc:
         return ProgramCheck(source, theta_class, True, False, False, None, header, f"type: {exc}", canonical)
     try:
-        result = verify(program, claimed, step_budget=step_budget)
+        result = (verify if cache is None else cache.verify)(program, claimed, step_budget=step_budget)
     except KodaError as exc:
         return ProgramCheck(source, theta_class, True, True, False, None, header, f"verify: {exc}", canonical)
     reason = "" if result.verified else f"static: {result.static_reason}; dynamic: {result.dynamic.reason}"
     found = None if result.static_theta is None else str(result.static_theta)
-    return ProgramCheck(source, theta_class, True, True, result.verified, found, header, reason, canonical)
+    found_class = None if result.static_theta is None else class_of(result.static_theta)
+    return ProgramCheck(source, theta_class, True, True, result.verified, found, header, reason, canonical,
+                        found_class)
 
 
 def verifier_reward(result: ProgramCheck, *, parse: float = 0.1, typecheck: float = 0.2, theta: float = 1.0) -> float:

@@ -21,7 +21,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="requested Θ class, e.g. 'n log n' (repeatable; default: every class in turn)")
     parser.add_argument("-n", "--num", type=int, default=500, help="number of programs (prompts)")
     parser.add_argument("--method", choices=("greedy", "sample", "contrastive"), default="contrastive")
-    parser.add_argument("--alpha", type=float, default=0.6, help="contrastive search: degeneration penalty α")
+    parser.add_argument("--alpha", type=float, default=0.4, help="contrastive search: degeneration penalty α")
     parser.add_argument("--top-k", type=int, help="candidates (contrastive, default 4) or top-k filter (sample, "
                                                   "default 0 = off)")
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature")

@@ -25,7 +25,7 @@ def synthesis_demo(ctx: Any, checkpoint: str | Path) -> dict:
     prompts = make_prompts(34, seed=ctx.seed) if ctx.full else make_prompts(len(DEMO_CLASSES), DEMO_CLASSES,
                                                                             seed=ctx.seed, signature_prob=0.0)
     rows, summary, headline = [], [], {}
-    for method, options in (("greedy", {}), ("contrastive", {"alpha": 0.6, "top_k": 4})):
+    for method, options in (("greedy", {}), ("contrastive", {"alpha": 0.4, "top_k": 4})):
         checks = synthesize(model, tokenizer, prompts, method, max_new_tokens=160, step_budget=100_000,
                             progress=ctx.progress, **options)
         for check in checks:

@@ -18,7 +18,7 @@ from synthfuse.koda.errors import KodaError
 from synthfuse.koda.lang.parser import parse
 from synthfuse.koda.model.tokenizer import KLTokenizer
 
-__all__ = ["PROMPT_SEED", "Prompt", "class_theta", "make_prompts", "resolve_class"]
+__all__ = ["PROMPT_SEED", "Prompt", "class_of", "class_theta", "make_prompts", "resolve_class"]
 
 #: Generator seeds of prompt headers start here (training corpora use small seeds).
 PROMPT_SEED = 1_000_003
@@ -30,6 +30,14 @@ def class_theta(theta_class: str) -> Theta:
     if theta_class not in THETA_CLASSES:
         raise ValueError(f"unknown Θ class {theta_class!r}; known classes: {list(THETA_CLASSES)}")
     return theta_of(THETA_CLASSES[theta_class][0].theta)
+
+
+def class_of(theta: Theta) -> str | None:
+    """The corpus class whose Θ equals ``theta`` (``None`` when no class has it)."""
+    for name in THETA_CLASSES:
+        if class_theta(name) == theta:
+            return name
+    return None
 
 
 def resolve_class(text: str) -> str:
@@ -46,9 +54,9 @@ def resolve_class(text: str) -> str:
     except (KodaError, ValueError, TypeError) as exc:
         raise ValueError(f"{text!r} is neither a Θ class name nor a Θ expression ({exc}); "
                          f"classes: {list(THETA_CLASSES)}") from None
-    for name in THETA_CLASSES:
-        if class_theta(name) == wanted:
-            return name
+    name = class_of(wanted)
+    if name is not None:
+        return name
     raise ValueError(f"Θ({wanted}) is not one of the classes the model knows: {list(THETA_CLASSES)}")
 
 

@@ -5,7 +5,11 @@
 
 - **parse rate**, **well-typed rate**, **Θ-match rate**: fractions of all outputs passing each gate;
 - **distinct**: the number of different well-typed programs up to renaming of identifiers
-  (:func:`~synthfuse.koda.synthesis.check.canonical_form`).
+  (:func:`~synthfuse.koda.synthesis.check.canonical_form`), and **distinct verified**: those
+  among the Θ-matching programs (a deterministic decoder writes one program per distinct
+  prompt, so both are at most the number of distinct prompts);
+
+and ``confusion`` counts requested class against the class the static route found.
 """
 
 from __future__ import annotations
@@ -21,7 +25,11 @@ from synthfuse.koda.model.transformer import KodaModelConfig, KodaTransformer
 from synthfuse.koda.synthesis.check import ProgramCheck, check_program
 from synthfuse.koda.synthesis.prompts import Prompt
 
-__all__ = ["METHODS", "decode", "load_model", "summarize", "synthesize"]
+__all__ = ["METHODS", "NO_CLASS", "confusion", "decode", "load_model", "summarize", "synthesize"]
+
+#: The column of :func:`confusion` for programs without a corpus class (not well typed, no static
+#: Θ, or a Θ no class has).
+NO_CLASS = "none"
 
 #: Decoding methods by name, with the options each accepts.
 METHODS: dict[str, tuple[str, ...]] = {
@@ -92,7 +100,7 @@ def synthesize(model: KodaTransformer, tokenizer: KLTokenizer, prompts: Sequence
 
 
 def summarize(checks: Sequence[ProgramCheck]) -> dict[str, float | int]:
-    """Rates (in %) of the three gates, and the number of distinct well-typed programs."""
+    """Rates (in %) of the three gates, and the numbers of distinct well-typed and Θ-matching programs."""
     if not checks:
         raise ValueError("no checks to summarize")
     n = len(checks)
@@ -103,5 +111,21 @@ def summarize(checks: Sequence[ProgramCheck]) -> dict[str, float | int]:
         "well-typed %": 100.0 * sum(c.well_typed for c in checks) / n,
         "Θ-match %": 100.0 * sum(c.theta_match for c in checks) / n,
         "distinct": len({c.canonical for c in checks if c.well_typed}),
+        "distinct verified": len({c.canonical for c in checks if c.theta_match}),
         "header match %": 100.0 * sum(headers) / len(headers) if headers else float("nan"),
     }
+
+
+def confusion(checks: Sequence[ProgramCheck]) -> dict[str, dict[str, int]]:
+    """``table[requested][found]``: programs per requested class and per class the static route found.
+
+    ``found`` is :attr:`ProgramCheck.static_class`, or :data:`NO_CLASS`; requested classes appear
+    in the order first seen. The diagonal counts programs *of* the requested class by the static
+    route (Θ-match further needs the dynamic route to agree).
+    """
+    table: dict[str, dict[str, int]] = {}
+    for c in checks:
+        row = table.setdefault(c.theta_class, {})
+        found = c.static_class or NO_CLASS
+        row[found] = row.get(found, 0) + 1
+    return table

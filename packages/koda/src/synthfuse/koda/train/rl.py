@@ -25,6 +25,10 @@ the logits over the tokens :class:`~synthfuse.koda.decode.ProgramConstraint` all
 temperature 1, with argmax expert routing (eval mode), so the log-probabilities are those of
 the samples' actual distribution.
 
+The verdicts come through the shared verifier cache
+(:data:`synthfuse.koda.analysis.verify.VERIFY_CACHE`, keyed by the program up to renaming),
+so a program sampled again -- in the group or in a later step -- is not verified twice.
+
 Every step is a pure function of the step number and the weights/optimizer state (prompts
 and sampling seeds derive from ``(rl.seed, step)``), so a run resumed from
 ``rl_checkpoint.pt`` continues exactly as the uninterrupted run.
