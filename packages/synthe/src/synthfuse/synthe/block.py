@@ -52,8 +52,10 @@ class SyntheBlock(nn.Module):
     def advance_absent(self, state: dict, steps: int) -> dict:
         return {name: layer.advance_absent(state[name], steps) for name, layer in self._layers().items()}
 
-    def forward(self, h: Tensor, state: dict, mask: Tensor | None = None) -> BlockOutput:
+    def forward(self, h: Tensor, state: dict | None = None, mask: Tensor | None = None) -> BlockOutput:
+        """``state`` None: the initial state, built here from this block's (gathered) parameters."""
         b, t, _ = h.shape
+        state = self.init_state(b, h.device, h.dtype) if state is None else state
         if mask is not None and not bool(mask.any()):
             ones = torch.ones(b, t, dtype=h.dtype, device=h.device)
             fire = None if self.probe is None else torch.zeros(b, t, dtype=torch.bool, device=h.device)

@@ -153,8 +153,12 @@ class Synthe(nn.Module):
         b, t = input_ids.shape
         cfg = self.config
         exits_on = (cfg.early_exit and not self.training) if early_exit is None else bool(early_exit)
-        state = self.init_state(b) if state is None else state
-        self._check_state(state)
+        if state is None:  # each block builds its own initial state inside its forward pass
+            state = {"position": torch.zeros((), dtype=torch.long), "blocks": [None] * len(self.blocks),
+                     "hub": None if self.hub is None else self.hub.init_state(b, self.embed.weight.device,
+                                                                              self.embed.weight.dtype)}
+        else:
+            self._check_state(state)
         position = int(state["position"])
 
         h = self.embed(input_ids)

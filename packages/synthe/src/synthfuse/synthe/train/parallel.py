@@ -39,7 +39,6 @@ import torch
 from torch import Tensor, nn
 
 from synthfuse.shared.distributed import DistributedEnv, apply_ddp, apply_fsdp, init_distributed
-from synthfuse.synthe.model import Synthe
 from synthfuse.synthe.train.config import TrainConfig
 
 __all__ = ["autocast", "autocast_dtype", "fsdp_units", "join", "loss_weights", "micro_batches", "prepare_model",
@@ -97,18 +96,14 @@ def prepare_model(model: nn.Module, train: TrainConfig, env: DistributedEnv) -> 
 
 
 def fsdp_units(model: nn.Module) -> list[nn.Module]:
-    """The FSDP2 communication units: every block of a Transformer; in SYNTHE every block's
-    momentum, delta and probe layer.
+    """The FSDP2 communication units: every block (of SYNTHE or of the Transformer baseline).
 
-    SYNTHE's Kalman layers stay in the root unit (gathered for the whole forward pass): the
-    model builds its initial state -- the Kalman filters' stationary variance, read from their
-    parameters -- before any block runs, and the Kalman layer is called through ``filter``, not
-    through ``forward`` (FSDP2 gathers a unit in its forward hooks).
+    A SYNTHE block builds its initial state (the Kalman filters' stationary variance, read from
+    its parameters) inside its own forward pass, after FSDP2 has gathered them, and calls its
+    layers (the Kalman layer through ``filter``) from there; the embedding, memory hub, exit
+    heads and final norm form the root unit.
     """
-    if not isinstance(model, Synthe):
-        return list(model.blocks)
-    return [layer for block in model.blocks for layer in (block.momentum, block.delta, block.probe)
-            if layer is not None]
+    return list(model.blocks)
 
 
 def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
