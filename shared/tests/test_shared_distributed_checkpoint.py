@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from torch.distributed.checkpoint.filesystem import FileSystemWriter  # noqa: E402
 
 from synthfuse.shared.distributed import (  # noqa: E402
-    checkpoint_info, latest_checkpoint, load_checkpoint, save_checkpoint,
+    checkpoint_info, latest_checkpoint, load_checkpoint, resume_point, save_checkpoint,
 )
 from synthfuse.shared.distributed import _checkpoint  # noqa: E402
 from synthfuse.shared.distributed import testing as dt  # noqa: E402
@@ -161,3 +161,22 @@ def test_shared_distributed_checkpoint_latest_pointer_fallback_resave_and_prunin
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "step_00000004"]
     with pytest.raises(ValueError, match="keep_last"):
         save_checkpoint(tmp_path, 5, model, opt, keep_last=0)
+
+
+def test_shared_distributed_resume_point_picks_the_newer_and_refuses_one_process_files_in_a_group(tmp_path):
+    single, root = tmp_path / "checkpoint.pt", tmp_path / "checkpoints"
+    assert resume_point(None, single, root, world_size=1) is None  # nothing at all
+    with pytest.raises(ValueError, match="one-process run"):  # only a one-process file, 2 ranks
+        resume_point(4, single, root, world_size=2)
+    assert resume_point(4, single, root, world_size=1) is None  # one process: resume from the file
+
+    model, opt, _, _ = _trained()
+    save_checkpoint(root, 6, model, opt)
+    for world in (1, 2):
+        assert resume_point(None, single, root, world_size=world).step == 6  # only the sharded one
+        assert resume_point(4, single, root, world_size=world).step == 6  # the sharded one is newer
+    assert resume_point(6, single, root, world_size=1) is None  # a tie: one process keeps its file
+    assert resume_point(6, single, root, world_size=2).step == 6  # a group takes the shards
+    assert resume_point(9, single, root, world_size=1) is None  # the file is newer
+    with pytest.raises(ValueError, match=r"checkpoint.pt \(step 9\) of a one-process run; a 2-process run"):
+        resume_point(9, single, root, world_size=2)

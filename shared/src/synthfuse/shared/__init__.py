@@ -75,6 +75,7 @@ _LAZY = {
     "destroy_distributed": "synthfuse.shared.distributed",
     "init_distributed": "synthfuse.shared.distributed",
     "latest_checkpoint": "synthfuse.shared.distributed",
+    "resume_point": "synthfuse.shared.distributed",
     "load_checkpoint": "synthfuse.shared.distributed",
     "measure_memory": "synthfuse.shared.distributed",
     "optimizer_states_per_param": "synthfuse.shared.distributed",

@@ -25,7 +25,7 @@ model and rank functions.
 """
 
 from synthfuse.shared.distributed._checkpoint import (
-    CheckpointInfo, checkpoint_info, latest_checkpoint, load_checkpoint, save_checkpoint,
+    CheckpointInfo, checkpoint_info, latest_checkpoint, load_checkpoint, resume_point, save_checkpoint,
 )
 from synthfuse.shared.distributed._launch import spawn_local
 from synthfuse.shared.distributed._logging import rank_logger
@@ -44,6 +44,6 @@ __all__ = [
     "CheckpointInfo", "DistributedEnv", "MemoryBreakdown", "ResumableSampler", "checkpoint_info",
     "all_reduce_mean", "all_reduce_sum", "apply_ddp", "apply_fsdp", "barrier", "choose_backend", "count_parameters",
     "destroy_distributed", "init_distributed", "latest_checkpoint", "load_checkpoint",
-    "measure_memory", "optimizer_states_per_param", "rank_logger", "rank_seed", "save_checkpoint",
+    "measure_memory", "optimizer_states_per_param", "rank_logger", "rank_seed", "resume_point", "save_checkpoint",
     "seed_everything", "spawn_local", "zero_memory",
 ]

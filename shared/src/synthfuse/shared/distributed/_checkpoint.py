@@ -321,3 +321,41 @@ def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
         If ``path`` holds no complete checkpoint.
     """
     return _read_info(path)[0]
+
+
+def resume_point(single_step: int | None, single_path: str | os.PathLike, root: str | os.PathLike,
+                 world_size: int) -> CheckpointInfo | None:
+    """Where a run resumes: its one-process checkpoint file or the latest sharded checkpoint.
+
+    Parameters
+    ----------
+    single_step : int or None
+        Step of the one-process checkpoint file ``single_path`` (None: there is none usable).
+    single_path : path
+        That file (named in the error message).
+    root : path
+        The sharded checkpoints' root (:func:`save_checkpoint`'s ``root``).
+    world_size : int
+        Processes of the resuming run.
+
+    Returns
+    -------
+    CheckpointInfo or None
+        The latest sharded checkpoint when it is the newer one (or the only one); ``None`` when the
+        one-process file is newer or equally new (resume from it) or when neither exists (the
+        caller tells the two apart by ``single_step``).
+
+    Raises
+    ------
+    ValueError
+        When several processes would resume and the newest checkpoint is the one-process file:
+        it cannot be split over ranks (DCP can reshard only sharded checkpoints).
+    """
+    sharded = checkpoint_info(root) if latest_checkpoint(root) is not None else None
+    if single_step is None or (sharded is not None and sharded.step > single_step):
+        return sharded
+    if world_size > 1 and (sharded is None or single_step > sharded.step):
+        raise ValueError(f"the newest checkpoint is {single_path} (step {single_step}) of a one-process run; a "
+                         f"{world_size}-process run resumes from {root} only: continue on one process, or use "
+                         "another output folder")
+    return sharded if world_size > 1 else None

@@ -46,7 +46,7 @@ from synthfuse.koda.train.curves import plot_history
 from synthfuse.koda.train.data import Batch, ProgramCorpus, collate
 from synthfuse.koda.train.parallel import Parallelism, shard_rows
 from synthfuse.shared.distributed import (
-    CheckpointInfo, checkpoint_info, latest_checkpoint, load_checkpoint, save_checkpoint, seed_everything,
+    CheckpointInfo, load_checkpoint, resume_point, save_checkpoint, seed_everything,
 )
 from synthfuse.shared.io import atomic_open, atomic_write_text
 
@@ -154,18 +154,13 @@ class KodaTrainer:
         the weights alone, for synthesis and RL). A one-process run takes the newer of the
         two; a sharded run cannot start from a one-process file and says so.
         """
-        path, root = self.out_dir / CHECKPOINT, self.out_dir / SHARDED
+        path = self.out_dir / CHECKPOINT
         state = torch.load(path, map_location=self.device, weights_only=True) if path.exists() else None
         if state is not None and "optimizer" not in state:
             state = None
-        sharded = checkpoint_info(root) if latest_checkpoint(root) is not None else None
-        if state is not None and self.parallel.is_distributed:
-            if sharded is None or state["step"] > sharded.step:
-                raise ValueError(f"the newest checkpoint in {self.out_dir} is {path} (step {state['step']}) of a "
-                                 f"one-process run; a {self.parallel.world_size}-process run resumes from "
-                                 f"{root} only: continue on one process, or use another out_dir / --no-resume")
-            state = None
-        if state is not None and sharded is not None and sharded.step > state["step"]:
+        sharded = resume_point(None if state is None else int(state["step"]), path, self.out_dir / SHARDED,
+                               self.parallel.world_size)
+        if sharded is not None:
             state = None
         if state is None and sharded is None:
             return None, None

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from synthfuse.shared.distributed import (
-    all_reduce_mean, all_reduce_sum, checkpoint_info, latest_checkpoint, load_checkpoint, save_checkpoint,
+    all_reduce_mean, all_reduce_sum, load_checkpoint, resume_point, save_checkpoint,
 )
 from synthfuse.shared.io import atomic_open, atomic_write_text
 from synthfuse.synthe.baseline import TransformerBaseline, TransformerConfig
@@ -352,19 +352,14 @@ class Trainer:
         A process group resumes from sharded checkpoints only (a newer ``checkpoint.pt`` of a
         one-process run is an error); one process takes whichever is newer.
         """
-        single = None if self.out_dir is None else self.out_dir / CHECKPOINT
-        root = None if self.out_dir is None else self.out_dir / SHARDED
-        sharded = checkpoint_info(root) if root is not None and latest_checkpoint(root) is not None else None
-        single_step = None
-        if single is not None and single.exists():
-            single_step = int(torch.load(single, map_location="cpu", weights_only=True)["step"])
-        if sharded is None and single_step is None:
-            raise FileNotFoundError(f"--resume: no checkpoint.pt and no sharded checkpoint in {self.out_dir}")
-        if single_step is not None and (sharded is None or single_step > sharded.step):
-            if self.env.is_distributed:
-                raise ValueError(f"the newest checkpoint in {self.out_dir} is {single} (step {single_step}) of a "
-                                 f"one-process run; a {self.env.world_size}-process run resumes from {root} only: "
-                                 "continue on one process, or use another out_dir")
+        if self.out_dir is None:
+            raise FileNotFoundError("--resume: no checkpoint.pt and no sharded checkpoint: the run has no out_dir")
+        single = self.out_dir / CHECKPOINT
+        single_step = int(torch.load(single, map_location="cpu", weights_only=True)["step"]) if single.exists() else None
+        sharded = resume_point(single_step, single, self.out_dir / SHARDED, self.env.world_size)
+        if sharded is None:
+            if single_step is None:
+                raise FileNotFoundError(f"--resume: no checkpoint.pt and no sharded checkpoint in {self.out_dir}")
             self.load(single)
             return
         self._check_config(sharded.extra["run_config"], sharded.path)
