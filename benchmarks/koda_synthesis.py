@@ -1,11 +1,13 @@
-"""Verified synthesis: greedy vs sampling vs contrastive search (and CE vs CE + RL) on the same prompts.
+"""Verified synthesis: greedy vs sampling vs contrastive search, deterministic and seeded (CE vs CE + RL).
 
 Each method writes one program per prompt (``-n`` prompts cycling through the 17 Θ classes,
 each with a function header by default, so that nearly all prompts differ); every program is
 parsed, type-checked and verified (both routes of synthfuse.koda.analysis.verify, through its
 cache). The anchor is greedy decoding of the CE model, measured in the same run: the table
 gives each row's rates, the distinct well-typed programs (up to renaming) and their ratio to
-greedy's, and the Θ-match difference to greedy.
+greedy's, and the Θ-match difference to greedy. Contrastive search runs twice: deterministic
+(temperature 0: one program per distinct prompt) and seeded (``--seeded-temperature`` > 0:
+its ``--seeded-top-k`` candidates drawn by Gumbel-top-k, seed ``--seed``).
 With ``--rl-checkpoint`` the RL-tuned model is measured on the same prompts. Also prints, per
 model, the Θ-match rate per requested class and the confusion table of greedy decoding
 (requested class against the class the verifier's static route finds). Saves PNGs of the rates
@@ -83,6 +85,11 @@ def main(argv=None) -> int:
     parser.add_argument("-n", type=int, default=None, help="prompts (default 500; 34 with --quick)")
     parser.add_argument("--alpha", type=float, default=0.4, help="contrastive search α")
     parser.add_argument("--top-k", type=int, default=4, help="contrastive search candidates")
+    parser.add_argument("--seeded-top-k", type=int, default=2, help="seeded contrastive search: candidates")
+    parser.add_argument("--seeded-temperature", type=float, default=1.0,
+                        help="seeded contrastive search: temperature of the candidate draw (> 0)")
+    parser.add_argument("--seeded-top-p", type=float, default=0.95,
+                        help="seeded contrastive search: nucleus of the candidate draw (1: off)")
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature")
     parser.add_argument("--top-p", type=float, default=0.95, help="sampling nucleus mass")
     parser.add_argument("--max-new-tokens", type=int, default=160)
@@ -103,19 +110,22 @@ def main(argv=None) -> int:
             parser.error("--checkpoint is required without --quick")
         models = [("CE", checkpoint)] + ([("CE + RL", args.rl_checkpoint)] if args.rl_checkpoint else [])
         prompts = make_prompts(n, seed=args.seed, signature_prob=args.signature_prob)
-        methods = [("greedy", {}),
-                   ("sample", {"temperature": args.temperature, "top_p": args.top_p, "seed": args.seed}),
-                   ("contrastive", {"alpha": args.alpha, "top_k": args.top_k})]
+        methods = [("greedy", "greedy", {}),
+                   ("sample", "sample", {"temperature": args.temperature, "top_p": args.top_p, "seed": args.seed}),
+                   ("contrastive", "contrastive", {"alpha": args.alpha, "top_k": args.top_k}),
+                   ("contrastive (seeded)", "contrastive",
+                    {"alpha": args.alpha, "top_k": args.seeded_top_k, "temperature": args.seeded_temperature,
+                     "top_p": args.seeded_top_p, "seed": args.seed})]
         rows, per_class, confusions = [], {}, {}
         for label, path in models:
             model, tokenizer, _ = load_model(path)
-            for method, options in methods:
+            for name, method, options in methods:
                 checks = synthesize(model, tokenizer, prompts, method, max_new_tokens=max_new,
                                     batch_size=args.batch_size, progress=ctx.progress, **options)
-                row = {"model": label, "method": method, **summarize(checks)}
+                row = {"model": label, "method": name, **summarize(checks)}
                 rows.append(row)
-                per_class[f"{label} {method}"] = {c: summarize([k for k in checks if k.theta_class == c])["Θ-match %"]
-                                                  for c in THETA_CLASSES if any(k.theta_class == c for k in checks)}
+                per_class[f"{label} {name}"] = {c: summarize([k for k in checks if k.theta_class == c])["Θ-match %"]
+                                                for c in THETA_CLASSES if any(k.theta_class == c for k in checks)}
                 if method == "greedy":
                     confusions[label] = confusion(checks)
     print(f"verifier cache: {VERIFY_CACHE.hits} hits, {VERIFY_CACHE.misses} misses "
@@ -126,7 +136,9 @@ def main(argv=None) -> int:
         row["Θ-match − greedy (pts)"] = row["Θ-match %"] - anchor["Θ-match %"]
     detail = (f"{n} prompts over the Θ classes ({len(set(prompts))} distinct, the most a deterministic decoder "
               f"can write; seed {args.seed}, signature prob. {args.signature_prob}); sample: T = {args.temperature}, "
-              f"top-p = {args.top_p}; contrastive: α = {args.alpha}, k = {args.top_k}; anchor: CE greedy")
+              f"top-p = {args.top_p}; contrastive: α = {args.alpha}, k = {args.top_k}; contrastive (seeded): "
+              f"α = {args.alpha}, k = {args.seeded_top_k}, T = {args.seeded_temperature}, "
+              f"top-p = {args.seeded_top_p}, seed {args.seed}; anchor: CE greedy")
     ctx.table("koda_synthesis", [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()}
                                  for r in rows], title=f"Verified synthesis: {detail}")
     classes = list(next(iter(per_class.values())))
@@ -141,17 +153,28 @@ def main(argv=None) -> int:
     import matplotlib.pyplot as plt
 
     metrics = ("parse %", "well-typed %", "Θ-match %")
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, (ax, target) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [3, 2]})
     width = 0.8 / len(rows)
     for i, row in enumerate(rows):
         xs = [j + i * width for j in range(len(metrics))]
         ax.bar(xs, [row[m] for m in metrics], width,
                label=f"{row['model']} {row['method']} ({row['distinct']} distinct)")
+        target.scatter(row["distinct / greedy"], row["Θ-match − greedy (pts)"], color=f"C{i}")
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(metrics))], metrics)
     ax.set_ylim(0, 100)
     ax.set_ylabel("% of programs")
     ax.set_title(f"Verified synthesis on {n} prompts")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)
+    # The issue's diversity target: >= 2x greedy's distinct programs, losing <= 5 pts of Θ-match.
+    right = max(3.0, *(r["distinct / greedy"] + 0.2 for r in rows))
+    top = max(5.0, *(r["Θ-match − greedy (pts)"] + 2 for r in rows))
+    target.fill_between([2, right], -5, top, color="0.9", zorder=0, label="target: ≥ 2×, ≥ −5 pts")
+    target.set_xlim(0, right)
+    target.set_xlabel("distinct programs / CE greedy's")
+    target.set_ylabel("Θ-match − CE greedy (pts)")
+    target.set_title("issue #11 diversity target (each row: its bar colour)", fontsize=9)
+    target.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
     ctx.savefig(fig, "koda_synthesis")
     return 0
 

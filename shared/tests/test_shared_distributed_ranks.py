@@ -68,6 +68,17 @@ def test_shared_distributed_all_reduce_sum_over_two_ranks(two_ranks):
     assert two_ranks["rank0"]["rank_sum"] == two_ranks["rank1"]["rank_sum"] == 3.0
 
 
+def test_shared_distributed_nonfinite_on_one_rank_raises_on_every_rank(two_ranks):
+    r0, r1 = two_ranks["rank0"]["finite"], two_ranks["rank1"]["finite"]
+    assert r0 == r1  # the same outcome and message on both ranks
+    assert r0["clean"] == {"error": None}
+    assert r0["nan_on_last"]["ranks"] == [1] and r0["nan_on_last"]["step"] == 2
+    assert "non-finite loss (NaN or inf) at step 2 on rank(s) [1] of 2" in r0["nan_on_last"]["error"]
+    assert r0["everywhere"]["ranks"] == [0, 1] and r0["everywhere"]["step"] == 3
+    assert r0["ride_along"]["ranks"] == [1] and "non-finite critic loss" in r0["ride_along"]["error"]
+    assert r0["ride_along_mean"] == 1.5  # the value the flags rode along with: mean of 1 and 2
+
+
 def test_shared_distributed_dcp_resume_on_two_ranks_gives_identical_losses(two_ranks):
     for rank in ("rank0", "rank1"):
         r = two_ranks[rank]

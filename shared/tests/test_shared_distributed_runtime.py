@@ -161,6 +161,8 @@ def test_shared_distributed_spawn_local_checks_arguments():
         spawn_local(dt.run_parity, 0)
     with pytest.raises(ValueError, match="device"):
         spawn_local(dt.run_parity, 1, device="tpu")
+    with pytest.raises(ValueError, match="timeout_s must be > 0"):
+        spawn_local(dt.run_parity, 1, timeout_s=0)
 
 
 def test_shared_distributed_names_are_lazy_and_say_which_extra():

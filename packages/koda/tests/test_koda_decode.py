@@ -1,10 +1,11 @@
-"""Decoding: the KV cache against full forward passes, greedy / sampling / contrastive search, constraints."""
+"""Decoding: the KV cache against full forward passes, greedy / sampling / contrastive search (deterministic and
+seeded), Gumbel-top-k, constraints."""
 
 import pytest
 import torch
 
 from synthfuse.koda.data import THETA_CLASSES, generate
-from synthfuse.koda.decode import ProgramConstraint, contrastive_search, filter_logits, greedy, sample
+from synthfuse.koda.decode import ProgramConstraint, contrastive_search, filter_logits, greedy, gumbel_top_k, sample
 from synthfuse.koda.decode.search import _reference_decode
 from synthfuse.koda.model import KLTokenizer, KodaModelConfig, KodaTransformer, KVCache
 from synthfuse.shared.sampling import _reference_filter_logits
@@ -139,6 +140,62 @@ def test_contrastive_reduces_to_greedy_and_decoding_is_deterministic(tokenizer, 
     assert sample(model, tokenizer, prompts, seed=7, top_k=None, top_p=None, max_new_tokens=50).ids == off.ids
 
 
+def _chi_square(counts, expected):
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+def test_gumbel_top_k_samples_without_replacement():
+    logits, temperature, n = torch.tensor([1.0, 0.2, -0.5, 2.0, 0.0]), 0.7, 40_000
+    p = torch.softmax(logits / temperature, -1).double()
+    gen = torch.Generator().manual_seed(0)
+    draws = gumbel_top_k(logits.expand(n, 5), 2, temperature, gen)  # (n, 2)
+    # First draw ~ softmax(ℓ/τ): chi-square with 4 degrees of freedom, below its 0.9999 quantile 23.51.
+    first = torch.bincount(draws[:, 0], minlength=5).double()
+    assert _chi_square(first, n * p) < 23.51
+    # Second draw without replacement: P(i, j) = p_i p_j / (1 - p_i), 20 pairs (19 dof; 0.9999 quantile 50.80).
+    pair = torch.bincount(draws[:, 0] * 5 + draws[:, 1], minlength=25).double().view(5, 5)
+    expected = p[:, None] * p[None, :] / (1 - p[:, None])
+    off = ~torch.eye(5, dtype=torch.bool)
+    assert pair.diagonal().sum() == 0 and _chi_square(pair[off], n * expected[off]) < 50.80
+    # k = V is a permutation; -inf tokens come last; the same generator state gives the same draws.
+    perm = gumbel_top_k(torch.randn(7, 9), 9, 1.3, torch.Generator().manual_seed(1))
+    assert (perm.sort(-1).values == torch.arange(9)).all()
+    masked = torch.tensor([[0.0, float("-inf"), 5.0, float("-inf")]]).expand(200, 4)
+    assert set(gumbel_top_k(masked, 2, 1.0, gen)[:, :2].flatten().tolist()) == {0, 2}
+    again = [gumbel_top_k(torch.randn(3, 9, generator=torch.Generator().manual_seed(4)), 3, 0.5,
+                          torch.Generator().manual_seed(5)) for _ in range(2)]
+    assert torch.equal(*again)
+    for bad, match in [(dict(k=0), "k must"), (dict(k=10), "k must"), (dict(temperature=0.0), "temperature"),
+                       (dict(temperature=float("nan")), "temperature")]:
+        with pytest.raises(ValueError, match=match):
+            gumbel_top_k(torch.randn(2, 9), **{"k": 2, **bad})
+
+
+@pytest.mark.parametrize("seed,top_p", [(0, 1.0), (1, 0.9)], ids=["all-tokens", "nucleus"])
+def test_seeded_contrastive_matches_full_recompute(tokenizer, model, prompts, seed, top_p):
+    for prompt in prompts[:2]:
+        fast = contrastive_search(model, tokenizer, [prompt], alpha=0.5, top_k=3, temperature=1.2, top_p=top_p,
+                                  seed=seed, max_new_tokens=16, batch_size=1)
+        ref = _reference_decode(model, tokenizer, prompt, 16, alpha=0.5, top_k=3, temperature=1.2, top_p=top_p,
+                                generator=torch.Generator().manual_seed(seed))
+        assert fast.ids[0] == ref
+
+
+def test_seeded_contrastive_is_reproducible_and_diverse(tokenizer, prompts):
+    model = _model(len(tokenizer), seed=3, max_len=96)
+    deterministic = contrastive_search(model, tokenizer, prompts, alpha=0.4, top_k=4, max_new_tokens=40)
+    # Temperature 0 is the deterministic search whatever the seed.
+    assert contrastive_search(model, tokenizer, prompts, alpha=0.4, top_k=4, temperature=0.0, seed=9,
+                              max_new_tokens=40).ids == deterministic.ids
+    run = dict(alpha=0.4, top_k=3, temperature=1.5, max_new_tokens=40)
+    a = contrastive_search(model, tokenizer, prompts, seed=7, **run)
+    assert contrastive_search(model, tokenizer, prompts, seed=7, **run).ids == a.ids
+    assert contrastive_search(model, tokenizer, prompts, seed=8, **run).ids != a.ids
+    # One prompt, many programs (a deterministic decoder writes one).
+    repeated = contrastive_search(model, tokenizer, [prompts[0]] * 6, seed=7, **run)
+    assert len({tuple(ids) for ids in repeated.ids}) >= 4
+
+
 def test_stopping_at_end_of_program(tokenizer, prompts):
     model = _model(len(tokenizer), seed=5, max_len=128)
     close, open_, eos = tokenizer.index["}"], tokenizer.index["{"], tokenizer.eos_id
@@ -174,6 +231,13 @@ def test_bad_arguments_fail_clearly(tokenizer, model, prompts):
         contrastive_search(model, tokenizer, prompts, top_k=0)
     with pytest.raises(ValueError, match="temperature"):
         sample(model, tokenizer, prompts, temperature=0)
+    for bad in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
+            contrastive_search(model, tokenizer, prompts, temperature=bad)
+    with pytest.raises(ValueError, match="needs temperature > 0"):
+        contrastive_search(model, tokenizer, prompts, top_p=0.9)
+    with pytest.raises(ValueError, match="top_p"):
+        contrastive_search(model, tokenizer, prompts, temperature=1.0, top_p=0.0)
     with pytest.raises(ValueError, match="no prompts"):
         greedy(model, tokenizer, [])
     with pytest.raises(ValueError, match="outside"):

@@ -126,6 +126,9 @@ def test_synthesize_cli(tmp_path, capsys):
         assert (row["parsed"], row["well_typed"], row["theta_match"]) == (again.parsed, again.well_typed,
                                                                           again.theta_match)
     assert main(args + ["contrastive"]) == 0
+    assert main(args + ["contrastive", "--temperature", "1.0", "--top-k", "2", "--seed", "3"]) == 0
+    assert main(args + ["contrastive", "--temperature", "-1"]) == 2
+    assert "temperature must be a finite number >= 0" in capsys.readouterr().err
     assert main(args[:2] + [str(tmp_path / "missing.pt")] + args[3:] + ["greedy"]) == 2
     assert main(args[:4] + ["n^4"] + args[5:] + ["greedy"]) == 2
     assert "not one of the classes" in capsys.readouterr().err

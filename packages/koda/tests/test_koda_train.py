@@ -118,6 +118,27 @@ def test_resume_gives_identical_losses(tmp_path):
     assert got == pytest.approx(expected, rel=1e-6, abs=1e-7)
 
 
+def test_nonfinite_loss_stops_before_the_update_and_the_checkpoint(tmp_path, monkeypatch):
+    import dataclasses
+
+    from synthfuse.shared.distributed import NonFiniteError
+
+    trainer = KodaTrainer(_config(loss={"wgan": {"enabled": False}}), out_dir=tmp_path, resume=False)
+    trainer.fit(steps=3)  # checkpoint at step 3
+    weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    real = trainer.net.forward
+
+    def poisoned(*args, **kwargs):
+        out = real(*args, **kwargs)
+        return dataclasses.replace(out, logits=out.logits * float("nan"))
+
+    monkeypatch.setattr(trainer.net, "forward", poisoned)
+    with pytest.raises(NonFiniteError, match=r"non-finite loss \(NaN or inf\) at step 4; no model update .*optim\.lr"):
+        trainer.fit(steps=6)
+    assert trainer.step == 3 and torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 3
+    assert all(torch.equal(v, weights[k]) for k, v in trainer.model.state_dict().items())
+
+
 def test_cli_trains_and_resumes(tmp_path, capsys):
     import yaml
 

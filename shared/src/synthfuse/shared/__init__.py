@@ -28,7 +28,7 @@ Public API
   plain models): :func:`init_distributed`, :class:`DistributedEnv`, :func:`apply_fsdp`,
   :func:`apply_ddp`, :func:`seed_everything`, :class:`ResumableSampler`,
   :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`latest_checkpoint`,
-  :func:`measure_memory`, :func:`zero_memory`, :func:`spawn_local` and helpers.
+  :func:`measure_memory`, :func:`zero_memory`, :func:`spawn_local`, :func:`check_finite` and helpers.
 """
 
 import importlib
@@ -64,12 +64,14 @@ _LAZY = {
     "checkpoint_info": "synthfuse.shared.distributed",
     "DistributedEnv": "synthfuse.shared.distributed",
     "MemoryBreakdown": "synthfuse.shared.distributed",
+    "NonFiniteError": "synthfuse.shared.distributed",
     "ResumableSampler": "synthfuse.shared.distributed",
     "all_reduce_mean": "synthfuse.shared.distributed",
     "all_reduce_sum": "synthfuse.shared.distributed",
     "apply_ddp": "synthfuse.shared.distributed",
     "apply_fsdp": "synthfuse.shared.distributed",
     "barrier": "synthfuse.shared.distributed",
+    "check_finite": "synthfuse.shared.distributed",
     "choose_backend": "synthfuse.shared.distributed",
     "count_parameters": "synthfuse.shared.distributed",
     "destroy_distributed": "synthfuse.shared.distributed",
@@ -78,7 +80,9 @@ _LAZY = {
     "resume_point": "synthfuse.shared.distributed",
     "load_checkpoint": "synthfuse.shared.distributed",
     "measure_memory": "synthfuse.shared.distributed",
+    "nonfinite_flags": "synthfuse.shared.distributed",
     "optimizer_states_per_param": "synthfuse.shared.distributed",
+    "raise_if_nonfinite": "synthfuse.shared.distributed",
     "rank_logger": "synthfuse.shared.distributed",
     "rank_seed": "synthfuse.shared.distributed",
     "save_checkpoint": "synthfuse.shared.distributed",

@@ -18,8 +18,9 @@ The small functions both KODA and SYNTHE trainers call (torch only; ``pip instal
     save_checkpoint(cfg.out, step, model, opt, extra={"sampler": sampler.state_dict()})
 
 Modules: ``_runtime`` (:func:`init_distributed`, :func:`choose_backend`, :class:`DistributedEnv`,
-collectives), ``_seed``, ``_logging``, ``_parallel`` (:func:`apply_fsdp`, :func:`apply_ddp`),
-``_sampler`` (:class:`ResumableSampler`), ``_checkpoint`` (DCP, atomic), ``_memory`` (measured
+collectives), ``_finite`` (:func:`check_finite`: a NaN/inf loss on any rank raises
+:class:`NonFiniteError` on every rank), ``_seed``, ``_logging``, ``_parallel`` (:func:`apply_fsdp`,
+:func:`apply_ddp`), ``_sampler`` (:class:`ResumableSampler`), ``_checkpoint`` (DCP, atomic), ``_memory`` (measured
 vs ZeRO model-state bytes), ``_launch`` (:func:`spawn_local`); :mod:`.testing` holds the test
 model and rank functions.
 """
@@ -27,6 +28,7 @@ model and rank functions.
 from synthfuse.shared.distributed._checkpoint import (
     CheckpointInfo, checkpoint_info, latest_checkpoint, load_checkpoint, resume_point, save_checkpoint,
 )
+from synthfuse.shared.distributed._finite import NonFiniteError, check_finite, nonfinite_flags, raise_if_nonfinite
 from synthfuse.shared.distributed._launch import spawn_local
 from synthfuse.shared.distributed._logging import rank_logger
 from synthfuse.shared.distributed._memory import (
@@ -41,9 +43,10 @@ from synthfuse.shared.distributed._sampler import ResumableSampler
 from synthfuse.shared.distributed._seed import rank_seed, seed_everything
 
 __all__ = [
-    "CheckpointInfo", "DistributedEnv", "MemoryBreakdown", "ResumableSampler", "checkpoint_info",
-    "all_reduce_mean", "all_reduce_sum", "apply_ddp", "apply_fsdp", "barrier", "choose_backend", "count_parameters",
-    "destroy_distributed", "init_distributed", "latest_checkpoint", "load_checkpoint",
-    "measure_memory", "optimizer_states_per_param", "rank_logger", "rank_seed", "resume_point", "save_checkpoint",
+    "CheckpointInfo", "DistributedEnv", "MemoryBreakdown", "NonFiniteError", "ResumableSampler", "checkpoint_info",
+    "all_reduce_mean", "all_reduce_sum", "apply_ddp", "apply_fsdp", "barrier", "check_finite", "choose_backend",
+    "count_parameters", "destroy_distributed", "init_distributed", "latest_checkpoint", "load_checkpoint",
+    "measure_memory", "nonfinite_flags", "optimizer_states_per_param", "raise_if_nonfinite", "rank_logger",
+    "rank_seed", "resume_point", "save_checkpoint",
     "seed_everything", "spawn_local", "zero_memory",
 ]

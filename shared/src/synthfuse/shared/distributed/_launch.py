@@ -25,11 +25,11 @@ __all__ = ["spawn_local"]
 
 
 def _rank_main(rank: int, world_size: int, fn: Callable[..., Any], args: tuple, workdir: str,
-               backend: str | None, device: str, threads: int) -> None:
+               backend: str | None, device: str, threads: int, timeout_s: float) -> None:
     torch.set_num_threads(threads)
     env = init_distributed(backend=backend, device=f"cuda:{rank}" if device == "cuda" else device,
                            init_method=f"file://{workdir}/store", rank=rank, world_size=world_size,
-                           local_rank=rank)
+                           local_rank=rank, timeout_s=timeout_s)
     try:
         result = fn(env, *args)
         with atomic_open(Path(workdir) / f"result_{rank}.pt") as fh:
@@ -45,6 +45,7 @@ def spawn_local(
     backend: str | None = None,
     device: str | None = None,
     threads_per_rank: int = 1,
+    timeout_s: float = 600.0,
 ) -> list[Any]:
     """Run ``fn(env, *args)`` on ``world_size`` local processes and return their results.
 
@@ -63,6 +64,9 @@ def spawn_local(
         ``"cuda"`` puts rank ``r`` on ``cuda:r``; default CPU.
     threads_per_rank : int
         ``torch.set_num_threads`` in each rank (1 avoids oversubscribing small machines).
+    timeout_s : float
+        The process group's collective timeout: a rank left waiting in a collective that another
+        rank never joins fails after this many seconds (a test of collective behaviour sets it low).
 
     Returns
     -------
@@ -76,12 +80,14 @@ def spawn_local(
     """
     if world_size < 1:
         raise ValueError(f"world_size must be >= 1, got {world_size}")
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
     device = device or "cpu"
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     if device == "cuda" and torch.cuda.device_count() < world_size:
         raise ValueError(f"{world_size} CUDA ranks need {world_size} GPUs; {torch.cuda.device_count()} visible")
     with tempfile.TemporaryDirectory(prefix="synthfuse-spawn-") as workdir:
-        mp.spawn(_rank_main, args=(world_size, fn, args, workdir, backend, device, threads_per_rank),
+        mp.spawn(_rank_main, args=(world_size, fn, args, workdir, backend, device, threads_per_rank, timeout_s),
                  nprocs=world_size, join=True, start_method="spawn")
         return [torch.load(os.path.join(workdir, f"result_{r}.pt"), weights_only=True) for r in range(world_size)]

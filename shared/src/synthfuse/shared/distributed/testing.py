@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 from synthfuse.shared.backend import import_optional
 from synthfuse.shared.distributed import _checkpoint
 from synthfuse.shared.distributed._checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from synthfuse.shared.distributed._finite import NonFiniteError, check_finite, nonfinite_flags, raise_if_nonfinite
 from synthfuse.shared.distributed._memory import (
     count_parameters, measure_memory, optimizer_states_per_param, zero_memory,
 )
@@ -30,7 +31,7 @@ dcp_state = import_optional("torch.distributed.checkpoint.state_dict")
 FileSystemWriter = import_optional("torch.distributed.checkpoint.filesystem").FileSystemWriter
 
 __all__ = [
-    "Block", "BlockMLP", "fake_process_group", "full_state", "make_model", "make_optimizer",
+    "Block", "BlockMLP", "fake_process_group", "finite_checks", "full_state", "make_model", "make_optimizer",
     "make_regression_data", "memory_scenario", "memory_scenarios", "run_parity", "train_steps",
     "two_rank_scenarios",
 ]
@@ -202,11 +203,45 @@ def _fail_publish(publish: Callable) -> Callable:
     return crash
 
 
+def finite_checks(env: DistributedEnv) -> dict[str, Any]:
+    """:func:`check_finite` and the ride-along pair with NaN/inf on some ranks; what each rank raised.
+
+    Cases: ``clean`` (finite everywhere), ``nan_on_last`` (NaN on the last rank only),
+    ``everywhere`` (inf on rank 0, NaN elsewhere), ``ride_along`` (NaN on the last rank, the flags
+    appended to an all-reduce mean of a value: returns that mean too). Each maps to
+    ``{"error": message or None, "ranks": [...], "step": ...}``.
+    """
+    last = env.world_size - 1
+    value = torch.tensor([float(env.rank), 1.0], device=env.device)
+    cases = {
+        "clean": value,
+        "nan_on_last": value * (float("nan") if env.rank == last else 1.0),
+        "everywhere": value * (float("inf") if env.rank == 0 else float("nan")),
+    }
+    out: dict[str, Any] = {}
+    for step, (name, tensor) in enumerate(cases.items(), start=1):
+        try:
+            check_finite(tensor, step=step)
+            out[name] = {"error": None}
+        except NonFiniteError as err:
+            out[name] = {"error": str(err), "ranks": err.ranks, "step": err.step}
+    logged = torch.tensor([env.rank + 1.0], dtype=torch.float64, device=env.device)
+    reduced = all_reduce_mean(torch.cat([logged, nonfinite_flags(cases["nan_on_last"])]))
+    out["ride_along_mean"] = float(reduced[0])
+    try:
+        raise_if_nonfinite(reduced[1:], 7, what="critic loss")
+        out["ride_along"] = {"error": None}
+    except NonFiniteError as err:
+        out["ride_along"] = {"error": str(err), "ranks": err.ranks, "step": err.step}
+    return out
+
+
 def two_rank_scenarios(env: DistributedEnv, ckpt_root: str, steps: int = 20) -> dict[str, Any]:
     """Every 2-rank check of the shared tests in one process group (spawning costs seconds).
 
     - ``parity``: FSDP2 (SGD, Adam with gradient clipping) and DDP (Adam) runs.
     - ``rank_sum``: :func:`all_reduce_sum` of ``rank + 1``.
+    - ``finite``: :func:`finite_checks`.
     - ``memory``: :func:`memory_scenario` for FSDP2 (Adam, SGD) and DDP (Adam).
     - checkpoints: FSDP2 + Adam trains ``steps // 2`` steps, saves, trains to ``steps``
       (``losses_after_save``); a save at ``steps`` whose shard writer fails on rank 1
@@ -217,6 +252,7 @@ def two_rank_scenarios(env: DistributedEnv, ckpt_root: str, steps: int = 20) -> 
       the 1-rank reshard check.
     """
     out: dict[str, Any] = {"parity": {}, "rank_sum": all_reduce_sum(torch.tensor([env.rank + 1.0])).item()}
+    out["finite"] = finite_checks(env)
     for parallel, optimizer, clip in (("fsdp", "sgd", None), ("fsdp", "adam", 0.5), ("ddp", "adam", 0.5)):
         out["parity"][f"{parallel}-{optimizer}"] = run_parity(env, parallel, optimizer, steps, clip)
     out["memory"] = memory_scenarios(env, [("fsdp", "adam"), ("fsdp", "sgd"), ("ddp", "adam")])

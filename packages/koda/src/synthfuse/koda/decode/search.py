@@ -16,13 +16,23 @@ NeurIPS 2022). With :math:`V^{(k)}` the ``k`` most probable next tokens,
 where :math:`h_{x_j}` are the last-layer hidden states of the context (prompt included) and
 :math:`h_v` that of candidate ``v`` appended to it. The ``k`` candidates go through the model
 in one forward pass as *siblings* (each attends to the cache and itself), and the chosen one's
-keys and values are kept. ``alpha = 0`` or ``k = 1`` is greedy decoding.
+keys and values are kept. ``alpha = 0`` or ``k = 1`` is greedy decoding (at temperature 0).
+
+Seeded contrastive search (``temperature`` :math:`\\tau > 0`): :math:`V^{(k)}` is instead drawn,
+``k`` tokens without replacement from :math:`\\operatorname{softmax}(\\ell / \\tau)` (optionally
+restricted to its top-p nucleus), by the Gumbel-top-k trick (Kool, van Hoof & Welling, ICML
+2019; :mod:`.gumbel`), and the choice among them is the same argmax. :math:`p_\\theta` in the
+score stays the model's untempered distribution, as in the deterministic version: the
+temperature only decides which tokens compete, not how they are scored. ``k = 1`` is then
+ancestral sampling at temperature :math:`\\tau`, and :math:`\\tau \\to 0` gives back the
+deterministic search (the draw becomes the top ``k``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -31,7 +41,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from synthfuse.koda.decode.constraint import ProgramConstraint
-from synthfuse.koda.decode.filtering import shared_top_k
+from synthfuse.koda.decode.filtering import filter_logits, shared_top_k
+from synthfuse.koda.decode.gumbel import gumbel_top_k
 from synthfuse.koda.model.cache import CacheEntries, KVCache
 from synthfuse.koda.model.tokenizer import KLTokenizer
 from synthfuse.koda.model.transformer import KodaTransformer
@@ -245,30 +256,63 @@ def sample(model: KodaTransformer, tokenizer: KLTokenizer, prompts: Sequence[Seq
 
 
 def contrastive_search(model: KodaTransformer, tokenizer: KLTokenizer, prompts: Sequence[Sequence[int]], *,
-                       alpha: float = 0.4, top_k: int = 4, max_new_tokens: int = 200, constrained: bool = True,
-                       batch_size: int = 64) -> Generation:
-    """Contrastive search (Su et al. 2022; equation in the module docstring).
+                       alpha: float = 0.4, top_k: int = 4, temperature: float = 0.0, top_p: float | None = 1.0,
+                       seed: int = 0, generator: torch.Generator | None = None, max_new_tokens: int = 200,
+                       constrained: bool = True, batch_size: int = 64) -> Generation:
+    """Contrastive search (Su et al. 2022), deterministic or seeded (equations in the module docstring).
 
     Parameters
     ----------
     alpha : float
-        Degeneration penalty weight in [0, 1]; 0 is greedy decoding. The default 0.4 is below
-        Su et al.'s 0.6 for text: programs must repeat tokens, and with the ``koda_tiny`` model
-        α = 0.6 (k = 4) lost 27 points of Θ-match to greedy where α = 0.4 lost none (koda README).
+        Degeneration penalty weight in [0, 1]; 0 is greedy decoding (at temperature 0). The
+        default 0.4 is below Su et al.'s 0.6 for text: programs must repeat tokens, and with the
+        ``koda_tiny`` model α = 0.6 (k = 4) lost 27 points of Θ-match to greedy where α = 0.4
+        lost none (koda README).
     top_k : int
-        Candidates per step (>= 1); 1 is greedy decoding. Candidates the constraint forbids
-        (probability 0) are never chosen.
+        Candidates per step (>= 1); 1 is greedy decoding (at temperature 0). Candidates the
+        constraint (or the nucleus) excludes are never chosen.
+    temperature : float
+        :math:`\\tau \\ge 0`. 0 (default): the candidates are the ``top_k`` most probable tokens
+        and decoding is deterministic. :math:`\\tau > 0`: they are ``top_k`` tokens drawn without
+        replacement from :math:`\\operatorname{softmax}(\\ell / \\tau)` (Gumbel-top-k), so a
+        prompt can have many programs.
+    top_p : float or None
+        With :math:`\\tau > 0`, draw the candidates from the nucleus of mass ``top_p`` of
+        :math:`\\operatorname{softmax}(\\ell / \\tau)` only (1 or ``None``: every allowed token;
+        :mod:`synthfuse.shared.sampling`). Must be off at temperature 0.
+    seed, generator
+        With :math:`\\tau > 0`, as in :func:`sample`: a ``torch.Generator`` seeded with ``seed``
+        drives every draw, so the programs are a function of ``seed``, the prompts and
+        ``batch_size``; pass ``generator`` to continue a stream instead. Unused at temperature 0.
 
-    See :func:`greedy` for the other parameters. Deterministic (no randomness).
+    See :func:`greedy` for the other parameters.
     """
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (math.isfinite(alpha) and 0 <= alpha <= 1):
         raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= model.config.vocab_size:
         raise ValueError(f"top_k must be an integer in [1, vocab_size={model.config.vocab_size}], got {top_k!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not (
+            math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0 (0: deterministic contrastive search), "
+                         f"got {temperature!r}")
+    if temperature > 0:
+        check_sampling_args(temperature, None, top_p)
+        if generator is None:
+            generator = torch.Generator(device=model.embed.weight.device).manual_seed(int(seed))
+    elif top_p is not None and top_p != 1:
+        raise ValueError(f"top_p={top_p!r} needs temperature > 0 (at temperature 0 the candidates are the "
+                         "top_k most probable tokens); pass top_p=1 or a temperature")
 
     def step(chunk: _Chunk) -> None:
-        probs = torch.softmax(chunk.masked_logits(), dim=-1)
-        cand_p, cand = probs.topk(top_k, dim=-1)  # (B, k)
+        logits = chunk.masked_logits()
+        probs = torch.softmax(logits, dim=-1)  # p_θ(v | x_<t), untempered
+        if temperature > 0:
+            tempered = filter_logits(logits, temperature, 0, top_p)  # ℓ/τ, -inf outside the nucleus
+            cand = gumbel_top_k(tempered, top_k, generator=generator)  # (B, k): drawn without replacement
+            drawable = torch.isfinite(tempered.gather(-1, cand))
+            cand_p = probs.gather(-1, cand).masked_fill(~drawable, 0.0)
+        else:
+            cand_p, cand = probs.topk(top_k, dim=-1)  # (B, k)
         out, entries = model.extend(cand, chunk.cache, siblings=True)
         h = F.normalize(out.hidden, dim=-1)  # (B, k, d)
         length = chunk.cache.length
@@ -284,12 +328,15 @@ def contrastive_search(model: KodaTransformer, tokenizer: KLTokenizer, prompts: 
 
 
 def _reference_decode(model: KodaTransformer, tokenizer: KLTokenizer, prompt: Sequence[int], max_new_tokens: int,
-                      alpha: float = 0.0, top_k: int = 1) -> list[int]:
+                      alpha: float = 0.0, top_k: int = 1, temperature: float = 0.0, top_p: float | None = 1.0,
+                      generator: torch.Generator | None = None) -> list[int]:
     """One prompt, no cache: every step re-runs :meth:`KodaTransformer.forward` on the whole sequence.
 
     ``top_k = 1`` is greedy decoding; otherwise each candidate is scored by its own full
-    forward pass (contrastive search as written in Su et al. 2022). Testing only; use a
-    model whose ``capacity_factor >= n_experts`` so that ``forward`` drops no token.
+    forward pass (contrastive search as written in Su et al. 2022). With ``temperature > 0``
+    the candidates are drawn by :func:`gumbel_top_k` from ``generator``, one ``(1, V)`` draw a
+    step like a batch of one prompt. Testing only; use a model whose ``capacity_factor >=
+    n_experts`` so that ``forward`` drops no token.
     """
     constraint = ProgramConstraint(tokenizer)
     depth, last = constraint.start(1)
@@ -299,15 +346,21 @@ def _reference_decode(model: KodaTransformer, tokenizer: KLTokenizer, prompt: Se
             result = model(torch.tensor([seq]))
             logits = result.logits[0, -1].masked_fill(~constraint.allowed(depth, last)[0], float("-inf"))
             probs = torch.softmax(logits, dim=-1)
+            if temperature > 0:
+                tempered = filter_logits(logits, temperature, 0, top_p)
+                cand = gumbel_top_k(tempered[None], top_k, generator=generator)[0].tolist()
+                candidates = [(float(probs[v]) if tempered[v] > float("-inf") else 0.0, v) for v in cand]
+            else:
+                candidates = [(float(p), int(v)) for p, v in zip(*probs.topk(top_k))]
             context = F.normalize(result.hidden[0], dim=-1)  # (t, d)
-            best, best_score = None, float("-inf")
-            for p, v in zip(*probs.topk(top_k)):
+            best, best_score = candidates[0][1], float("-inf")  # the batched argmax of all -inf is index 0
+            for p, v in candidates:
                 if p <= 0:
                     continue
-                h = F.normalize(model(torch.tensor([seq + [int(v)]])).hidden[0, -1], dim=-1)
-                score = (1 - alpha) * float(p) - alpha * float((context @ h).max())
+                h = F.normalize(model(torch.tensor([seq + [v]])).hidden[0, -1], dim=-1)
+                score = (1 - alpha) * p - alpha * float((context @ h).max())
                 if score > best_score:
-                    best, best_score = int(v), score
+                    best, best_score = v, score
             if best == tokenizer.eos_id:
                 break
             seq.append(best)

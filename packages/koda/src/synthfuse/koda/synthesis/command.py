@@ -24,9 +24,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--alpha", type=float, default=0.4, help="contrastive search: degeneration penalty α")
     parser.add_argument("--top-k", type=int, help="candidates (contrastive, default 4) or top-k filter (sample, "
                                                   "default 0 = off)")
-    parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature")
-    parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the prompts' headers and of sampling")
+    parser.add_argument("--temperature", type=float,
+                        help="sampling temperature (sample, default 0.8); contrastive: 0 (default) is the "
+                             "deterministic search, > 0 draws the candidates (seeded contrastive search)")
+    parser.add_argument("--top-p", type=float, help="nucleus mass (sample, default 0.95; contrastive with "
+                                                    "--temperature > 0, default 1 = off)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the prompts' headers and of sampling / seeded contrastive search")
     parser.add_argument("--signature-prob", type=float, default=0.5,
                         help="fraction of prompts that also give the function header")
     parser.add_argument("--max-new-tokens", type=int, default=200)
@@ -41,9 +45,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 
 def _options(args: argparse.Namespace) -> dict:
     if args.method == "contrastive":
-        return {"alpha": args.alpha, "top_k": 4 if args.top_k is None else args.top_k}
+        return {"alpha": args.alpha, "top_k": 4 if args.top_k is None else args.top_k,
+                "temperature": args.temperature or 0.0, "top_p": 1.0 if args.top_p is None else args.top_p,
+                "seed": args.seed}
     if args.method == "sample":
-        return {"temperature": args.temperature, "top_k": args.top_k or 0, "top_p": args.top_p, "seed": args.seed}
+        return {"temperature": 0.8 if args.temperature is None else args.temperature, "top_k": args.top_k or 0,
+                "top_p": 0.95 if args.top_p is None else args.top_p, "seed": args.seed}
     return {}
 
 
@@ -67,14 +74,15 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             return fail(f"the model was not trained on Θ class {unknown[0].theta_class!r}")
         distinct = len(set(prompts))
-        if args.method != "sample" and distinct < len(prompts):
+        options = _options(args)
+        if not options.get("temperature") and distinct < len(prompts):
             print(f"note: {distinct} distinct prompts among {len(prompts)}; {args.method} decoding is "
-                  "deterministic, so a repeated prompt repeats its program (--method sample, or "
-                  "--signature-prob 1 for more distinct prompts)", file=sys.stderr)
+                  "deterministic, so a repeated prompt repeats its program (--method sample, --method "
+                  "contrastive --temperature T, or --signature-prob 1 for more distinct prompts)", file=sys.stderr)
         progress = None if args.no_progress else DemoContext(out_dir=Path(".")).progress
         checks = synthesize(model, tokenizer, prompts, args.method, step_budget=args.budget,
                             batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=progress,
-                            **_options(args))
+                            **options)
     except (FileNotFoundError, ValueError) as exc:
         return fail(str(exc))
     summary = {"method": args.method, **summarize(checks)}

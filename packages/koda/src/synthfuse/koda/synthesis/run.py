@@ -35,7 +35,7 @@ NO_CLASS = "none"
 METHODS: dict[str, tuple[str, ...]] = {
     "greedy": (),
     "sample": ("temperature", "top_k", "top_p", "seed", "generator"),
-    "contrastive": ("alpha", "top_k"),
+    "contrastive": ("alpha", "top_k", "temperature", "top_p", "seed", "generator"),
 }
 
 
@@ -81,11 +81,11 @@ def synthesize(model: KodaTransformer, tokenizer: KLTokenizer, prompts: Sequence
     """Decode and check one program per prompt; returns the checks in prompt order.
 
     ``progress(iterable, desc, total)`` wraps the decoding batches and the checks (e.g. a
-    tqdm bar). Sampling draws from one generator across batches, so the result does not
-    depend on ``progress``.
+    tqdm bar). Sampling and seeded contrastive search (``temperature > 0``) draw from one
+    generator across batches, seeded with ``seed``, so the result does not depend on ``progress``.
     """
     prompts = list(prompts)
-    if method == "sample" and "generator" not in options:
+    if method in ("sample", "contrastive") and "generator" not in options:
         seed = int(options.pop("seed", 0))
         options["generator"] = torch.Generator(device=model.embed.weight.device).manual_seed(seed)
     wrap = progress or (lambda it, desc, total: it)

@@ -46,7 +46,7 @@ from synthfuse.koda.train.curves import plot_history
 from synthfuse.koda.train.data import Batch, ProgramCorpus, collate
 from synthfuse.koda.train.parallel import Parallelism, shard_rows
 from synthfuse.shared.distributed import (
-    CheckpointInfo, load_checkpoint, resume_point, save_checkpoint, seed_everything,
+    CheckpointInfo, check_finite, load_checkpoint, resume_point, save_checkpoint, seed_everything,
 )
 from synthfuse.shared.io import atomic_open, atomic_write_text
 
@@ -55,6 +55,9 @@ __all__ = ["KodaTrainer", "lr_at"]
 CHECKPOINT = "checkpoint.pt"
 #: Sharded checkpoints of a multi-process run: ``out_dir/checkpoints/step_<n>/``.
 SHARDED = "checkpoints"
+#: What a non-finite loss error suggests (:class:`~synthfuse.shared.distributed.NonFiniteError`).
+NONFINITE_HINT = ("no model update and no checkpoint were made from this step. Try a lower optim.lr, "
+                  "gradient clipping (optim.grad_clip), or more K-FAC damping (optim.kfac.damping)")
 
 
 def _to_device(obj, device: torch.device):
@@ -217,6 +220,10 @@ class KodaTrainer:
     def train_step(self) -> dict:
         """One optimization step; returns the logged values.
 
+        A non-finite total loss on any rank raises
+        :class:`~synthfuse.shared.distributed.NonFiniteError` on every rank (one all-reduce of
+        ``W`` flags) before the K-FAC update, the backward pass and the optimizer step.
+
         ``adv`` is :math:`-\\mathbb{E}[D(\\tilde h)]`; a WGAN critic is defined up to an additive
         constant, so its level drifts freely -- only its gradient matters. ``wdist`` is the
         critic's Wasserstein estimate :math:`\\mathbb{E}[D(h)] - \\mathbb{E}[D(\\tilde h)]`.
@@ -252,6 +259,8 @@ class KodaTrainer:
             adv, critic_parts = self._adversarial(out, batch)
             total = total + terms.wgan.weight * adv
             parts.update(adv=adv, **critic_parts)
+        # Collective: a NaN/inf on any rank stops every rank here, before K-FAC, backward and step.
+        check_finite(total, step=self.step + 1, hint=NONFINITE_HINT)
         if self.kfac is not None:
             # The examples of the Fisher are the positions with a target; each draws its sampled
             # target from the key (seed, step, example, position), whichever rank holds it.
