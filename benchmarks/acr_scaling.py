@@ -9,7 +9,9 @@ degree-3 polynomial epsilon-SVR per leaf of that same partition:
   (the estimator's defaults: C = 1, epsilon = 0.1, smoothing 2, lam_tree = 30).
 
 "ours" is the steady-state time (pack + solve, median of 3 runs, after compiling); the first call's
-extra time is reported apart as "compile". The table also gives "first fit": a full
+extra time is reported apart as "compile". Two columns time the parts of "ours" that grow with
+K on their own: the per-expert Gram sums and the batched Cholesky + triangular inverse of the
+K majorizers (P x P each). The table also gives "first fit": a full
 ``MixtureOfSVRExperts().fit`` at N = 1,000 in a fresh process (compile included; the import and
 JAX's backend start, reported apart, excluded), and the warm refit. Targets from the issue: >= 5x faster at N = 20,000, K = 8; >= 1.5x at K = 512;
 solve time flat across K within 1.5x; first fit at N = 1,000 under 1 s.
@@ -28,6 +30,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from sklearn.svm import SVR
 from sklearn.tree import DecisionTreeRegressor
@@ -92,6 +95,37 @@ def batched(phi, yz, leaf, device) -> tuple[float, float, int]:
     return steady, compile_s, iters[0]
 
 
+def pieces(phi, yz, leaf, device) -> tuple[float, float]:
+    """(Gram s, factorization s): the solver's per-expert Gram sums and the batched Cholesky +
+    triangular inverse of the K x P x P majorizers, timed alone on the same packed problem
+    (median of 3 after a compile): the parts of "ours" that grow with K."""
+    from synthfuse.acr._experts import _gram
+
+    problem = pack_problem(phi, yz, leaf, int(leaf.max()) + 1)
+    n_experts, P = problem.bucket.n_experts, problem.bucket.n_features
+    gram = jax.jit(lambda p, w, t: _gram(p, w, t, n_experts, device.platform != "cpu"))
+
+    @jax.jit
+    def factor(M):
+        M = M + jnp.eye(P, dtype=M.dtype)  # as the solver: SPD after its jitter
+        return jax.scipy.linalg.solve_triangular(jnp.linalg.cholesky(M), jnp.broadcast_to(jnp.eye(P), M.shape),
+                                                 lower=True)
+
+    args = jax.device_put((problem.phi, problem.weight, problem.tile_expert), device)
+    M = gram(*args)
+
+    def timed(fn, *a):
+        fn(*a).block_until_ready()
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn(*a).block_until_ready()
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    return timed(gram, *args), timed(factor, M)
+
+
 def first_fit() -> dict:
     proc = subprocess.run([sys.executable, "-c", _FIRST_FIT], capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -135,8 +169,10 @@ def main() -> None:
             Z, yz, phi, leaf = partition(n, k, args.seed)
             serial = serial_svr(Z, yz, leaf)
             ours, compile_s, iters = batched(phi, yz, leaf, device)
+            gram_s, factor_s = pieces(phi, yz, leaf, device)
             rows.append({"N": n, "K": k, "leaves": int(leaf.max()) + 1, "serial SVR s": serial, "ours s": ours,
-                         "speed-up": serial / ours, "compile s": compile_s, "iterations": iters})
+                         "speed-up": serial / ours, "compile s": compile_s, "iterations": iters,
+                         "of which Gram s": gram_s, "of which factorization s": factor_s})
             print(f"  N={n} K={k}: serial {serial:.3f} s, ours {ours:.4f} s (+{compile_s:.2f} s compile)", flush=True)
     flat = [{"N": n, "max/min ours s over K": max(r["ours s"] for r in rows if r["N"] == n)
              / min(r["ours s"] for r in rows if r["N"] == n)} for n in sizes]
