@@ -55,6 +55,8 @@ def test_unknown_keys_and_bad_values_are_rejected():
         SyntheConfig(n_layers=4, probe_layers=[4])
     with pytest.raises(ValueError, match=">= 1"):
         SyntheConfig(n_layers=0)
+    with pytest.raises(ValueError, match="delta_dt_range"):
+        SyntheConfig(delta_dt_range=(1e-3, 1e-4))
 
 
 def test_defaults_are_resolved_explicitly():

@@ -24,9 +24,11 @@ from synthfuse.synthe import testing as st
 from synthfuse.synthe.cli import build_parser
 from synthfuse.synthe.train import RunConfig, TrainConfig, Trainer
 from synthfuse.synthe.train import parallel as par
+from synthfuse.synthe.cli import main
+from synthfuse.synthe.train import find_checkpoint, load_trained
 from synthfuse.synthe.train.cli import run_config_from_args
 from synthfuse.synthe.train.flops import PEAK_FLOPS, mfu, model_flops_per_token, peak_flops, synthe_forward_flops
-from synthfuse.synthe.train.trainer import SHARDED
+from synthfuse.synthe.train.trainer import CHECKPOINT, SHARDED
 
 TOL = 1e-5
 LOSS_KEYS = ("loss", "lm_loss")
@@ -35,7 +37,7 @@ LOSS_KEYS = ("loss", "lm_loss")
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthe2")
-    results = spawn_local(st.two_rank_scenarios, 2, str(root))
+    results = spawn_local(st.two_rank_scenarios, 2, str(root), timeout_s=60)  # a rank stuck in a collective fails
     return {"rank0": results[0], "rank1": results[1], "root": root}
 
 
@@ -127,6 +129,78 @@ def test_synthe_parallel_checkpoints_are_sharded_and_kept(two_ranks):
     assert [m["step"] for m in metrics] == list(range(1, 21)) and all(m["tokens_per_s"] > 0 for m in metrics)
 
 
+@pytest.mark.parametrize("name", list(st.NONFINITE_RUNS))
+def test_synthe_parallel_nonfinite_loss_on_one_rank_stops_every_rank(two_ranks, name):
+    """Rank 1's loss is NaN at step 3: both ranks raise the same error at once (a rank left alone in
+    a collective would fail the spawn: the peer is gone, or the 60 s timeout), nothing of step 3 is
+    applied and the last checkpoint is step 2's."""
+    r0, r1 = two_ranks["rank0"]["nonfinite"][name], two_ranks["rank1"]["nonfinite"][name]
+    assert r0["error"] is not None and r0["error"] == r1["error"]
+    assert r0["error"]["ranks"] == [1] and r0["error"]["step"] == 3
+    message = r0["error"]["message"]
+    assert message.startswith("non-finite loss (NaN or inf) at step 3 on rank(s) [1] of 2; nothing was applied")
+    assert all(flag in message for flag in ("--lr", "--dtype float64", "--grad_clip"))
+    assert r0["step"] == r1["step"] == 2 and r0["latest"] == r1["latest"] == "step_00000002"
+    out_dir = two_ranks["root"] / "nonfinite" / name
+    resumed = Trainer(RunConfig.from_dict(st.nonfinite_run_config(name)).replace(train={"out_dir": str(out_dir)}),
+                      resume=True, progress=False, data=st.RaggedTargets())
+    assert resumed.step == 2 and _max_diff(full_state(resumed.model), r0["params"]) == 0.0  # step 3 not applied
+    assert all(torch.isfinite(p).all() for p in r0["params"].values())
+
+
+def test_synthe_parallel_cli_train_stops_on_a_nonfinite_loss(tmp_path, capsys):
+    """One process, lr 1e30: step 1 blows the weights up, step 2's loss is not finite -> exit 1, the
+    message on stderr, and the checkpoint stays at step 1."""
+    config = tmp_path / "run.yaml"
+    RunConfig.from_dict(st.parallel_run_config(steps=4, checkpoint_interval=1)).to_yaml(config)
+    assert main(["train", "--config", str(config), "--lr", "1e30", "--out_dir", str(tmp_path / "r"),
+                 "--no_progress", "--sample_tokens", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "error: non-finite loss (NaN or inf) at step 2; nothing was applied or checkpointed" in err
+    assert torch.load(tmp_path / "r" / CHECKPOINT, weights_only=True)["step"] == 1  # the last finite step's
+
+
+def test_synthe_parallel_probe_report_reads_a_sharded_fsdp_run_in_one_process(two_ranks, tmp_path, capsys):
+    """The 2-rank FSDP run left only sharded checkpoints; one process loads them for inference and
+    gets the weights the two ranks held (gathered at step 20) and DCP's own one-file conversion."""
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(two_ranks["root"] / "synthe-fsdp", run_dir)
+    assert not (run_dir / CHECKPOINT).exists()
+    step20 = run_dir / SHARDED / "step_00000020"
+    dcp_to_torch_save(step20, tmp_path / "oracle.pt")
+    oracle = torch.load(tmp_path / "oracle.pt", weights_only=True)["model"]
+    for path in (run_dir, run_dir / SHARDED, step20):
+        trainer = load_trained(path, device="cpu")
+        assert not trainer.env.is_distributed and trainer.step == 20 and len(trainer.history) == 20
+        state = trainer.model.state_dict()
+        assert _max_diff(state, two_ranks["rank0"]["synthe-fsdp"]["params"]) == 0.0
+        assert _max_diff(state, {k: oracle[k] for k in state}) == 0.0
+    assert load_trained(run_dir / SHARDED / "step_00000010").step == 10
+
+    report_dir = tmp_path / "report"
+    assert main(["probe-report", "--checkpoint", str(run_dir), "--device", "cpu", "--report_dir", str(report_dir)]) == 0
+    assert "confidence: mean" in capsys.readouterr().out
+    sweep = json.loads((report_dir / "probe_report.json").read_text())["probe_sweep"]
+    assert [r["threshold"] for r in sweep][:2] == [0.0, 0.1] and (report_dir / "probe_confidence.png").exists()
+
+
+def test_synthe_parallel_find_checkpoint_picks_the_newer_kind(two_ranks, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(two_ranks["root"] / "synthe-fsdp" / SHARDED, run_dir / SHARDED)
+    assert find_checkpoint(run_dir) == find_checkpoint(run_dir / SHARDED) == run_dir / SHARDED / "step_00000020"
+    newest_sharded = run_dir / SHARDED / "step_00000020"
+    for step, newer in ((30, run_dir / CHECKPOINT), (20, run_dir / CHECKPOINT), (5, newest_sharded)):
+        torch.save({"step": step}, run_dir / CHECKPOINT)
+        assert find_checkpoint(run_dir) == newer  # a tie goes to the one-process file, as --resume does
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no checkpoint in .*empty: expected checkpoint.pt"):
+        find_checkpoint(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_trained(tmp_path / "missing")
+
+
 # --- one process: accumulation, activation checkpointing, normalisation -------------------------
 def test_synthe_parallel_grad_accumulation_equals_full_batch():
     full, g_full = _gradients(_trainer())
@@ -138,7 +212,7 @@ def test_synthe_parallel_grad_accumulation_equals_full_batch():
     trainer = _trainer()
     x, y = trainer.data.batch("train", 8, st_batch_generator(0))
     with torch.no_grad():
-        out = trainer.model(x, targets=y, early_exit=False)
+        out = trainer.model(x, targets=y, early_exit=False, scored_logits=True)  # the trainer's head path
         naive = sum(float(trainer.model(a, targets=b, early_exit=False)["losses"]["lm"].nan_to_num())
                     for a, b in zip(x.chunk(4), y.chunk(4))) / 4
     assert full["loss"] == pytest.approx(float(out["loss"]), abs=1e-7)

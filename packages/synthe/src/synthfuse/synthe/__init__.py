@@ -7,6 +7,7 @@ Public API
 - :mod:`synthfuse.synthe.layers`: :class:`DeltaLayer`, :class:`MomentumLayer`,
   :class:`KalmanLayer`, :class:`AttentionProbe`.
 - :class:`TemporalMemoryHub`, :class:`DepthRouter`, :class:`SyntheBlock`.
+- :func:`head_and_loss`: the LM head and its loss, optionally only at scored targets.
 - State helpers: :func:`save_state`, :func:`load_state`, :func:`detach_state`,
   :func:`state_nbytes`; sampling: :func:`sample_next`.
 - :class:`TransformerBaseline`, :class:`TransformerConfig`: a same-size causal Transformer.
@@ -18,6 +19,7 @@ from synthfuse.synthe.__about__ import __version__
 from synthfuse.synthe.baseline import TransformerBaseline, TransformerConfig
 from synthfuse.synthe.block import SyntheBlock
 from synthfuse.synthe.config import SyntheConfig
+from synthfuse.synthe.head import head_and_loss
 from synthfuse.synthe.hub import TemporalMemoryHub
 from synthfuse.synthe.layers import AttentionProbe, DeltaLayer, KalmanLayer, MomentumLayer
 from synthfuse.synthe.model import Synthe
@@ -39,6 +41,7 @@ __all__ = [
     "TransformerConfig",
     "__version__",
     "detach_state",
+    "head_and_loss",
     "load_state",
     "sample_next",
     "save_state",

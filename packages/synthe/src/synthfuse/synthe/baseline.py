@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from synthfuse.synthe.config import SyntheConfig
+from synthfuse.synthe.head import head_and_loss
 from synthfuse.synthe.sampling import decode
 
 
@@ -125,7 +126,13 @@ class TransformerBaseline(nn.Module):
         w = self.embed.weight
         return {"keys": w.new_zeros(shape), "values": w.new_zeros(shape), "length": 0}
 
-    def forward(self, input_ids: Tensor, targets: Tensor | None = None, cache: dict | None = None, return_cache: bool = False) -> dict:
+    def forward(self, input_ids: Tensor, targets: Tensor | None = None, cache: dict | None = None,
+                return_cache: bool = False, scored_logits: bool = False) -> dict:
+        """Logits, loss (targets: -100 = not scored) and the KV cache (``return_cache``).
+
+        ``scored_logits``: the LM head only at scored positions, logits ``(N, V)``
+        (:func:`synthfuse.synthe.head.head_and_loss`), as in :meth:`Synthe.forward`.
+        """
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape (batch, time); got {tuple(input_ids.shape)}")
         b, t = input_ids.shape
@@ -138,10 +145,7 @@ class TransformerBaseline(nn.Module):
             x = block(x, positions, cache, i)
         if cache is not None:
             cache["length"] = start + t
-        logits = self.lm_head(self.ln_f(x))
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        logits, loss = head_and_loss(lambda z: self.lm_head(self.ln_f(z)), x, targets, scored_logits)
         return {"logits": logits, "loss": loss, "cache": cache if return_cache else None}
 
     @torch.no_grad()

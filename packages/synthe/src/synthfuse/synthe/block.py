@@ -35,7 +35,7 @@ class SyntheBlock(nn.Module):
         self.momentum_norm, self.kalman_norm = nn.RMSNorm(d, eps=1e-6), nn.RMSNorm(d, eps=1e-6)
         self.momentum = MomentumLayer(d, h, config.chunk_size)
         self.delta_norm = nn.RMSNorm(d, eps=1e-6) if config.delta else None
-        self.delta = DeltaLayer(d, h, config.conv_size, config.chunk_size) if config.delta else None
+        self.delta = DeltaLayer(d, h, config.conv_size, config.chunk_size, config.delta_dt_range) if config.delta else None
         self.kalman = KalmanLayer(d, config.kalman_dim)
         self.probe_norm = nn.RMSNorm(d, eps=1e-6) if probe else None
         self.probe = AttentionProbe(d, h, config.probe_window, config.probe_threshold) if probe else None

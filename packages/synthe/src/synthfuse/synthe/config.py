@@ -45,6 +45,9 @@ class SyntheConfig(YamlConfig):
         Probe window ``w`` and the confidence below which a token fires.
     delta : bool
         Whether each block has its DeltaLayer (False: the ablation "SYNTHE without DeltaLayer").
+    delta_dt_range : (float, float)
+        Range of the DeltaLayer's initial step sizes (its initial forgetting rate per token is
+        ``exp(A) dt``, ``exp(A)`` in [1, 16]); the default is Mamba-2's.
     hub : bool
         Whether the Temporal Memory Hub runs (after block ``hub_layer``).
     hub_dim, hub_layer, sentence_len, discourse_len : int
@@ -76,6 +79,7 @@ class SyntheConfig(YamlConfig):
     probe_window: int = 64
     probe_threshold: float = 0.5
     delta: bool = True
+    delta_dt_range: tuple[float, float] = (1e-3, 1e-1)
     hub: bool = True
     hub_dim: int | None = None
     hub_layer: int = 0
@@ -103,6 +107,8 @@ class SyntheConfig(YamlConfig):
             raise ValueError("SyntheConfig.discourse_len must be a multiple of sentence_len")
         if not 0 <= self.hub_layer < self.n_layers:
             raise ValueError(f"SyntheConfig.hub_layer must be in [0, {self.n_layers}); got {self.hub_layer}")
+        if not 0 < self.delta_dt_range[0] <= self.delta_dt_range[1]:
+            raise ValueError(f"SyntheConfig.delta_dt_range must satisfy 0 < low <= high; got {self.delta_dt_range}")
         if self.router_aux_weight < 0 or self.init_std <= 0:
             raise ValueError("SyntheConfig.router_aux_weight must be >= 0 and init_std > 0")
         n = self.n_layers

@@ -137,13 +137,22 @@ PARALLEL_RUNS = {
 }
 #: The runs that write sharded checkpoints (steps 10 and 20) under ``root/<name>``.
 CHECKPOINTED = ("transformer-fsdp", "synthe-fsdp")
+#: The runs whose rank-1 loss turns NaN at step 3 (:func:`nonfinite_run`), checkpointed at step 2.
+NONFINITE_RUNS = {"fsdp-accum": {"parallel": "fsdp", "grad_accum": 2}, "ddp": {"parallel": "ddp"}}
+
+
+def nonfinite_run_config(name: str) -> dict:
+    """The 5-step run :data:`NONFINITE_RUNS` names, checkpointed every 2 steps."""
+    return parallel_run_config(steps=5, checkpoint_interval=2, **NONFINITE_RUNS[name])
 
 
 def two_rank_scenarios(env, root: str) -> dict:
     """Every 2-rank check of ``test_synthe_parallel`` in one process group (spawning costs seconds).
 
     The :data:`PARALLEL_RUNS`, then ``resumed``: a fresh trainer resuming ``synthe-fsdp`` from
-    its step-10 sharded checkpoint (copied alone to ``root/resume``) and training to step 20.
+    its step-10 sharded checkpoint (copied alone to ``root/resume``) and training to step 20;
+    then ``nonfinite``: the :data:`NONFINITE_RUNS` with rank 1's loss NaN at step 3
+    (:func:`nonfinite_run`, in ``root/nonfinite/<name>``).
     """
     import shutil
 
@@ -157,7 +166,43 @@ def two_rank_scenarios(env, root: str) -> dict:
         shutil.copytree(f"{root}/synthe-fsdp/checkpoints/step_00000010", f"{root}/resume/checkpoints/step_00000010")
     barrier()
     out["resumed"] = train_run(env, parallel_run_config("fsdp"), f"{root}/resume", resume=True)
+    out["nonfinite"] = {name: nonfinite_run(env, nonfinite_run_config(name), f"{root}/nonfinite/{name}", 3, 1)
+                        for name in NONFINITE_RUNS}
     return out
+
+
+def nonfinite_run(env, run: dict, out_dir: str, bad_step: int, bad_rank: int) -> dict:
+    """Train ``run`` with the LM loss of rank ``bad_rank`` made NaN at training step ``bad_step``.
+
+    The poison is a NaN factor on that rank's forward-pass loss (every micro-batch of the step),
+    so its backward pass still runs. Returns ``{"error": {"message", "step", "ranks"} or None,
+    "step": the trainer's step afterwards, "latest": the latest sharded checkpoint's name,
+    "params": the full parameters afterwards}``.
+    """
+    from synthfuse.shared.distributed import NonFiniteError, latest_checkpoint
+    from synthfuse.shared.distributed.testing import full_state
+    from synthfuse.synthe.train.config import RunConfig
+    from synthfuse.synthe.train.trainer import SHARDED, Trainer
+
+    trainer = Trainer(RunConfig.from_dict(run).replace(train={"out_dir": out_dir}), progress=False,
+                      data=RaggedTargets())
+    forward = trainer._forward
+
+    def poisoned(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        if trainer.model.training and trainer.step + 1 == bad_step and env.rank == bad_rank:
+            out["losses"]["lm"] = out["losses"]["lm"] * float("nan")
+        return out
+
+    trainer._forward = poisoned
+    error = None
+    try:
+        trainer.fit()
+    except NonFiniteError as err:
+        error = {"message": str(err), "step": err.step, "ranks": err.ranks}
+    latest = latest_checkpoint(f"{out_dir}/{SHARDED}")
+    return {"error": error, "step": trainer.step, "latest": latest.name if latest else None,
+            "params": full_state(trainer.model)}
 
 
 def throughput_run(env, run: dict, steps: int, warmup: int = 1) -> dict:

@@ -4,7 +4,9 @@ Public API
 ----------
 - :class:`RunConfig`, :class:`DataConfig`, :class:`TrainConfig`: a run's YAML config.
 - :class:`Trainer`: AdamW + warmup/cosine, clipping, evaluation, metrics JSONL, loss PNG,
-  atomic resumable checkpoints; :func:`lr_factor`, :func:`build_model`.
+  atomic resumable checkpoints; :func:`lr_factor`, :func:`build_model`; :func:`load_trained`
+  (:func:`find_checkpoint`): a trained run in one process for inference, from ``checkpoint.pt``
+  or a ``torchrun`` run's sharded checkpoints.
 - Data: :class:`CharTokenizer`, :class:`ByteTokenizer`, :class:`TextData`, :func:`load_corpus`,
   :class:`SyntheticData` and the task generators :func:`mqar`, :func:`copy_task`,
   :func:`parity`, :func:`s5`.
@@ -21,6 +23,7 @@ from synthfuse.synthe.train.config import DataConfig, RunConfig, TrainConfig
 from synthfuse.synthe.train.data import batch_generator, build_data
 from synthfuse.synthe.train.flops import mfu, model_flops_per_token, synthe_forward_flops
 from synthfuse.synthe.train.probe_report import plot_probe_report, probe_report
+from synthfuse.synthe.train.restore import find_checkpoint, load_trained
 from synthfuse.synthe.train.shards import ShardData, prepare_shards
 from synthfuse.synthe.train.synthetic import SyntheticData, copy_task, mqar, parity, prefix_compose, s5
 from synthfuse.synthe.train.text import ByteTokenizer, CharTokenizer, TextData, load_corpus
@@ -43,7 +46,9 @@ __all__ = [
     "build_data",
     "build_model",
     "copy_task",
+    "find_checkpoint",
     "load_corpus",
+    "load_trained",
     "lr_factor",
     "masked_accuracy",
     "mfu",

@@ -16,7 +16,7 @@ from synthfuse.synthe.train.trainer import CHECKPOINT, SHARDED, Trainer
 _TRAIN_OVERRIDES = ("batch_size", "lr", "min_lr", "warmup_steps", "max_steps", "weight_decay", "grad_clip",
                     "eval_interval", "eval_batches", "log_interval", "checkpoint_interval", "time_budget_s", "seed",
                     "device", "out_dir", "parallel", "grad_accum", "autocast", "activation_checkpointing", "compile",
-                    "peak_flops", "dtype")
+                    "peak_flops", "dtype", "schedule")
 _DATA_OVERRIDES = ("seq_len", "tokenizer", "vocab_size", "num_kv_pairs", "cache_dir")
 
 
@@ -45,6 +45,8 @@ def add_run_arguments(p) -> None:
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile every block")
     p.add_argument("--peak_flops", type=float, help="peak FLOP/s of one device, for the MFU column")
     p.add_argument("--dtype", choices=("float32", "float64"), help="parameter and compute dtype (default float32)")
+    p.add_argument("--schedule", choices=("steps", "time"),
+                   help="cosine over max_steps (default) or over time_budget_s ('time')")
 
 
 def run_config_from_args(args) -> RunConfig:
@@ -59,8 +61,23 @@ def run_config_from_args(args) -> RunConfig:
 
 
 def cmd_train(args) -> int:
-    from synthfuse.shared.distributed import destroy_distributed
+    """Train (on every rank of a ``torchrun`` job); a NaN/inf loss on any rank stops every rank
+    with the same message (exit status 1) and the process group is torn down."""
+    import sys
 
+    from synthfuse.shared.distributed import NonFiniteError, destroy_distributed
+
+    try:
+        return _train(args)
+    except NonFiniteError as err:
+        if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+            print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        destroy_distributed()
+
+
+def _train(args) -> int:
     run = run_config_from_args(args)
     trainer = Trainer(run, resume=args.resume, progress=not args.no_progress)  # joins torchrun's process group
     say = print if trainer.is_main else (lambda *_: None)  # rank 0 speaks for the job
@@ -86,7 +103,6 @@ def cmd_train(args) -> int:
         say(text)
     ckpt = f"{SHARDED}/step_<n>" if trainer.env.is_distributed else CHECKPOINT
     say(f"wrote {run.train.out_dir}/{{{ckpt}, metrics.jsonl, loss.png, run.yaml}}")
-    destroy_distributed()
     return 0
 
 
@@ -127,12 +143,11 @@ def cmd_probe_report(args) -> int:
     from synthfuse.synthe.train.data import batch_generator
     from synthfuse.synthe.train.probe_report import plot_probe_report, probe_report
 
-    if args.checkpoint:
-        ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-        run = RunConfig.from_dict(ckpt["run_config"])
-        run = run.replace(train={"device": args.device, "out_dir": str(Path(args.checkpoint).parent)})
-        trainer = Trainer(run, progress=False)
-        trainer.load(args.checkpoint)
+    if args.checkpoint:  # checkpoint.pt, or the sharded checkpoints of a torchrun (FSDP/DDP) run
+        from synthfuse.synthe.train.restore import load_trained
+
+        trainer = load_trained(args.checkpoint, device=args.device)
+        run = trainer.run
     else:
         run = run_config_from_args(args)
         trainer = Trainer(run, progress=not args.no_progress)
@@ -178,10 +193,12 @@ def add_subcommands(sub) -> None:
     p.add_argument("--tasks", nargs="+", default=["mqar"], choices=("mqar", "copy", "parity", "s5", "state"))
     p.add_argument("--variants", nargs="+", default=["synthe", "synthe-no-delta", "transformer"],
                    choices=("synthe", "synthe-no-delta", "transformer"))
-    for name, kind, default in (("seq_len", int, 64), ("num_kv_pairs", int, 4), ("vocab_size", int, 8192),
-                                ("d_model", int, 128), ("n_layers", int, 2), ("n_heads", int, 2), ("steps", int, 1500),
-                                ("batch_size", int, 64), ("lr", float, 3e-3), ("eval_interval", int, 100), ("seed", int, 0)):
-        p.add_argument(f"--{name}", type=kind, default=default)
+    from synthfuse.synthe.train.zoology import ZoologySpec
+
+    for name in ("seq_len", "num_kv_pairs", "vocab_size", "d_model", "n_layers", "n_heads", "steps", "batch_size",
+                 "lr", "eval_interval", "seed"):  # defaults: ZoologySpec's (the issue's MQAR target run)
+        default = getattr(ZoologySpec, name)
+        p.add_argument(f"--{name}", type=type(default), default=default)
     p.add_argument("--device", default="auto")
     p.add_argument("--out_dir", default="runs/zoology")
     p.add_argument("--no_progress", action="store_true")
@@ -189,6 +206,8 @@ def add_subcommands(sub) -> None:
 
     p = sub.add_parser("probe-report", help="confidence histogram, probe and early-exit threshold sweeps (PNG)")
     add_run_arguments(p)
-    p.add_argument("--checkpoint", help="a trained run's checkpoint.pt (otherwise train first with the options)")
+    p.add_argument("--checkpoint", help="a trained run: its folder, its checkpoint.pt, or its sharded checkpoints "
+                                        "(checkpoints/ or checkpoints/step_<n> of a --parallel fsdp|ddp run); "
+                                        "otherwise train first with the options")
     p.add_argument("--report_dir", help="where the PNGs go (default: the run folder)")
     p.set_defaults(func=cmd_probe_report)

@@ -23,6 +23,7 @@ MODEL_TYPES = ("synthe", "transformer")
 PARALLEL_MODES = ("none", "ddp", "fsdp")
 AUTOCAST_MODES = ("auto", "bf16", "off")
 DTYPES = ("float32", "float64")
+SCHEDULES = ("steps", "time")
 
 
 @dataclass
@@ -71,6 +72,11 @@ class TrainConfig(YamlConfig):
     decay on matrices only; gradients clipped to global norm ``grad_clip`` (0 = off).
     ``time_budget_s`` stops training (with a final evaluation and checkpoint) once that many
     seconds of training steps have run; ``out_dir`` = None writes no files.
+    ``schedule: time`` (needs ``time_budget_s``) runs the cosine over the fraction of the time
+    budget spent instead of over ``max_steps``, so a run trained "for 10 minutes" anneals to
+    ``min_lr`` when its time is up whatever its speed (see :func:`~synthfuse.synthe.train.trainer.lr_factor`;
+    the learning rate then depends on the measured step times, so such runs are not bitwise
+    repeatable).
 
     Throughput and multi-process options (see :mod:`synthfuse.synthe.train.parallel`):
 
@@ -116,11 +122,19 @@ class TrainConfig(YamlConfig):
     peak_flops: float | None = None
     keep_checkpoints: int = 2
     dtype: str = "float32"
+    schedule: str = "steps"
 
     def __post_init__(self) -> None:
         super().__post_init__()  # field types (YamlConfig)
         if self.parallel not in PARALLEL_MODES:
             raise ValueError(f"TrainConfig.parallel must be one of {PARALLEL_MODES}; got {self.parallel!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}; got {self.schedule!r}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"TrainConfig.time_budget_s must be > 0 seconds (or null); got {self.time_budget_s}")
+        if self.schedule == "time" and self.time_budget_s is None:
+            raise ValueError("TrainConfig.schedule 'time' runs the cosine over time_budget_s: set time_budget_s "
+                             "(seconds), or use schedule 'steps'")
         if self.dtype not in DTYPES:
             raise ValueError(f"TrainConfig.dtype must be one of {DTYPES}; got {self.dtype!r}")
         if self.autocast not in AUTOCAST_MODES:

@@ -14,6 +14,10 @@ plots and shows the progress bar, and checkpoints are sharded
 time, history, scheduler and RNG state ride along) that load on any number of processes --
 also into a one-process run (``--resume`` picks the newer of ``checkpoint.pt`` and the latest
 sharded checkpoint). Each step logs tokens/s and, with a known peak, MFU (:mod:`.flops`).
+A NaN or inf loss on any rank stops every rank at that step with the same
+:class:`~synthfuse.shared.distributed.NonFiniteError` (its flags ride on the all-reduce of the
+logged losses), before the optimizer step and before any checkpoint. :mod:`.restore` loads
+either kind of checkpoint into one process for inference.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from synthfuse.shared.distributed import (
-    all_reduce_mean, all_reduce_sum, load_checkpoint, resume_point, save_checkpoint,
+    all_reduce_mean, all_reduce_sum, load_checkpoint, nonfinite_flags, raise_if_nonfinite, resume_point,
+    save_checkpoint,
 )
 from synthfuse.shared.io import atomic_open, atomic_write_text
 from synthfuse.synthe.baseline import TransformerBaseline, TransformerConfig
@@ -41,6 +46,9 @@ from synthfuse.synthe.train.flops import mfu, model_flops_per_token, peak_flops
 CHECKPOINT = "checkpoint.pt"
 #: Sharded checkpoints of a multi-process run: ``out_dir/checkpoints/step_<n>/``.
 SHARDED = "checkpoints"
+#: What a non-finite loss error suggests (:class:`~synthfuse.shared.distributed.NonFiniteError`).
+NONFINITE_HINT = ("nothing was applied or checkpointed from this step. Try a lower --lr, --dtype float64, "
+                  "or gradient clipping (--grad_clip 1.0)")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -50,18 +58,25 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def lr_factor(step: int, warmup: int, max_steps: int, min_ratio: float) -> float:
+def lr_factor(step: int, warmup: int, max_steps: int, min_ratio: float, spent: float | None = None) -> float:
     r"""Multiplier of the peak learning rate at ``step`` (0-based).
 
     .. math:: f(s) = \frac{s + 1}{W} \ (s < W), \qquad
-              f(s) = r + \frac{1 - r}{2}\left(1 + \cos \pi \frac{s - W}{S - W}\right) \ (s \ge W),
+              f(s) = c\!\left(\frac{s - W}{S - W}\right) \ (s \ge W), \qquad
+              c(\tau) = r + \frac{1 - r}{2}\left(1 + \cos \pi \min(\tau, 1)\right),
 
     with warmup ``W``, ``S = max_steps`` and floor ``r = min_lr / lr`` (constant ``r`` past ``S``).
+    With ``spent`` (the fraction :math:`\tau` of the time budget used, ``schedule: time``) the
+    cosine runs over time and the warmup multiplies it:
+    :math:`f(s, \tau) = \min(1, (s + 1) / W)\, c(\tau)`.
     """
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
-    return min_ratio + 0.5 * (1.0 - min_ratio) * (1.0 + math.cos(math.pi * progress))
+    ramp = 1.0 if step >= warmup else (step + 1) / warmup
+    if spent is None:
+        if step < warmup:
+            return ramp
+        spent = (step - warmup) / max(1, max_steps - warmup)
+    progress = min(1.0, max(0.0, spent))
+    return ramp * (min_ratio + 0.5 * (1.0 - min_ratio) * (1.0 + math.cos(math.pi * progress)))
 
 
 def build_model(run: RunConfig, vocab_size: int) -> nn.Module:
@@ -130,9 +145,9 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(_param_groups(self.model, t.weight_decay), lr=t.lr,
                                            betas=(t.beta1, t.beta2))
         ratio = t.min_lr / t.lr
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, t.warmup_steps, t.max_steps, ratio))
         self.step, self.elapsed, self.history = 0, 0.0, []
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(
+            s, t.warmup_steps, t.max_steps, ratio, self.elapsed / t.time_budget_s if t.schedule == "time" else None))
         self.progress = progress and self.env.is_main
         self.out_dir = None if t.out_dir is None else Path(t.out_dir)
         if resume:
@@ -144,12 +159,14 @@ class Trainer:
         return self.env.is_main
 
     # -- one step / evaluation -------------------------------------------------------------------
-    def _forward(self, x: Tensor, y: Tensor) -> dict:
+    def _forward(self, x: Tensor, y: Tensor, scored_logits: bool = False) -> dict:
+        """``scored_logits``: the LM head only at scored targets (training; same loss, see
+        :mod:`synthfuse.synthe.head`) -- MQAR scores 4 of 64 positions."""
         x, y = x.to(self.device), y.to(self.device)
         with parallel.autocast(self.amp_dtype, self.device):
             if isinstance(self.model, Synthe):
-                return self.net(x, targets=y, early_exit=False)
-            return self.net(x, targets=y)
+                return self.net(x, targets=y, early_exit=False, scored_logits=scored_logits)
+            return self.net(x, targets=y, scored_logits=scored_logits)
 
     def _aux_stride(self) -> int:
         return self.model.config.router_aux_stride if isinstance(self.model, Synthe) else 1
@@ -161,6 +178,12 @@ class Trainer:
         share of the global batch's scored tokens (:func:`~.parallel.loss_weights`), so the
         accumulated (and, across ranks, averaged) gradient is the gradient of the whole batch's
         mean loss. Returns the batch's ``loss`` and ``lm_loss`` (global values, equal on every rank).
+
+        Raises
+        ------
+        synthfuse.shared.distributed.NonFiniteError
+            On every rank, when a micro-batch loss is NaN or inf on any rank (the flags ride on
+            the all-reduce of the logged losses; no extra collective).
         """
         t = self.run.train
         x, y = parallel.read_rows(self.data, "train", t.batch_size, batch_generator(t.seed, "train", index), self.rows)
@@ -170,25 +193,29 @@ class Trainer:
         total = all_reduce_sum(torch.stack(counts).sum(0).to(self.device))
         aux_weight = self.model.config.router_aux_weight if isinstance(self.model, Synthe) else 0.0
         logged = torch.zeros(2, dtype=torch.float64, device=self.device)  # (lm share, aux share) of this rank
+        losses = []
         self.model.train()
         for i, ((mb_x, mb_y), count) in enumerate(zip(micro, counts)):
             w_lm, w_aux = parallel.loss_weights(count, total, self.env.world_size)
             last = i == len(micro) - 1
             with self._gradient_sync(last):
-                out = self._forward(mb_x, mb_y)
+                out = self._forward(mb_x, mb_y, scored_logits=True)
                 lm = out["losses"]["lm"] if "losses" in out else out["loss"]
                 aux = out["losses"]["router_aux"] if "losses" in out else None
                 loss = _weighted(lm, w_lm)
                 if aux is not None:
                     loss = loss + aux_weight * _weighted(aux, w_aux)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step + 1}; lower --lr")
-                loss.backward()
+                losses.append(loss.detach())
+                loss.backward()  # also when non-finite: every rank joins the gradient reduction, then all raise
             if w_lm:
                 logged[0] += float(lm.detach()) * w_lm
             if aux is not None and w_aux:
                 logged[1] += float(aux.detach()) * w_aux
-        lm_loss, aux_loss = all_reduce_mean(logged).tolist()  # the ranks' shares average to the global means
+        # One all-reduce: the ranks' shares average to the global means; the flags say which ranks
+        # saw a NaN/inf loss, the same on every rank, so all raise before the optimizer step.
+        reduced = all_reduce_mean(torch.cat([logged, nonfinite_flags(*losses)]))
+        raise_if_nonfinite(reduced[2:], self.step + 1, hint=NONFINITE_HINT)
+        lm_loss, aux_loss = reduced[:2].tolist()
         return {"loss": lm_loss + aux_weight * aux_loss, "lm_loss": lm_loss}
 
     def _gradient_sync(self, sync: bool):
@@ -205,14 +232,18 @@ class Trainer:
     def train_step(self) -> dict:
         """One optimisation step on training batch ``self.step``; returns its metrics."""
         t = self.run.train
+        start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         record = self.backward_step(self.step)
         norm = nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip) if t.grad_clip > 0 else None
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
+        seconds = time.perf_counter() - start
+        self._advance_clock(seconds)  # before the scheduler: a time schedule reads the clock
         self.scheduler.step()
         self.step += 1
-        record = {"step": self.step, **record, "lr": lr}
+        record = {"step": self.step, **record, "lr": lr, "elapsed_s": self.elapsed,
+                  "tokens_per_s": t.batch_size * self.run.data.seq_len / seconds}
         if norm is not None:
             record["grad_norm"] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         return record
@@ -252,20 +283,14 @@ class Trainer:
         t = self.run.train
         last = min(t.max_steps, stop_after) if stop_after is not None else t.max_steps
         bar = tqdm(total=last, initial=self.step, desc=f"train {self.run.model_type}", disable=not self.progress)
-        tokens_per_step = t.batch_size * self.run.data.seq_len
         final = None
         try:
             while self.step < last:
-                start = time.perf_counter()
                 record = self.train_step()
-                seconds = time.perf_counter() - start
-                self.elapsed += seconds
-                record["elapsed_s"] = self.elapsed
-                record["tokens_per_s"] = tokens_per_step / seconds
                 utilisation = mfu(self.flops_per_token, record["tokens_per_s"], self.peak_flops, self.env.world_size)
                 if utilisation is not None:
                     record["mfu"] = utilisation
-                out_of_time = self._out_of_time()
+                out_of_time = t.time_budget_s is not None and self.elapsed >= t.time_budget_s
                 done = self.step >= last or out_of_time
                 if self.step % t.eval_interval == 0 or done:
                     final = self.evaluate()
@@ -292,13 +317,14 @@ class Trainer:
             self.plot()
         return final
 
-    def _out_of_time(self) -> bool:
-        """Whether the time budget is spent -- rank 0's clock decides for every rank."""
-        budget = self.run.train.time_budget_s
-        if budget is None:
-            return False
-        flag = torch.tensor([float(self.is_main and self.elapsed >= budget)], device=self.device)
-        return bool(all_reduce_sum(flag).item() > 0)
+    def _advance_clock(self, seconds: float) -> None:
+        """Add a step's seconds to the training time; with a time budget every rank adopts rank 0's
+        clock, so the budget stops all ranks at the same step and a time schedule gives them the
+        same learning rate."""
+        self.elapsed += seconds
+        if self.run.train.time_budget_s is not None:
+            clock = torch.tensor([self.elapsed if self.is_main else 0.0], dtype=torch.float64, device=self.device)
+            self.elapsed = float(all_reduce_sum(clock).item())
 
     # -- files -----------------------------------------------------------------------------------
     def checkpoint_state(self) -> dict:
