@@ -11,7 +11,11 @@ is the largest difference of the timed steps' losses from that run (parity is th
 the 2-rank run must train the same model). MFU needs a peak: ``--peak_tflops`` per rank
 (CPU: none by default). ``--quick``: a 2-block d=64 model at T=64, 2 timed steps.
 
-    python benchmarks/synthe_scale.py [--quick] [--compile] [--peak_tflops X] [--out runs/benchmarks]
+``--device cuda``: one GPU, one rank, in this process, bf16 autocast (the trainer's ``auto``),
+T = 1024 and a batch of 32 sequences by default; MFU against the trainer's table of GPU peaks
+(``synthfuse.synthe.train.flops.PEAK_FLOPS``, dense bf16) unless ``--peak_tflops`` is given.
+
+    python benchmarks/synthe_scale.py [--quick] [--compile] [--peak_tflops X] [--device cuda] [--out runs/benchmarks]
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import write_report  # noqa: E402
@@ -30,30 +36,36 @@ from synthfuse.shared.distributed import spawn_local  # noqa: E402
 from synthfuse.synthe import SyntheConfig  # noqa: E402
 from synthfuse.synthe.testing import throughput_run  # noqa: E402
 from synthfuse.synthe.train import DataConfig, RunConfig, TrainConfig  # noqa: E402
-from synthfuse.synthe.train.flops import mfu  # noqa: E402
+from synthfuse.synthe.train.flops import mfu, peak_flops  # noqa: E402
 
 
-def run_config(preset: str, seq_len: int, batch: int, ranks: int, compile_: bool, quick: bool) -> dict:
+def run_config(preset: str, seq_len: int, batch: int, ranks: int, compile_: bool, quick: bool,
+               device: str = "cpu") -> dict:
     if quick:
         model = SyntheConfig(d_model=64, n_layers=2, n_heads=2, vocab_size=32000, exit_layers=[], probe_layers=[1])
     else:
         model = getattr(SyntheConfig, preset)(vocab_size=32000)
-    train = TrainConfig(batch_size=batch, lr=1e-4, warmup_steps=1, max_steps=1000, device="cpu",
+    train = TrainConfig(batch_size=batch, lr=1e-4, warmup_steps=1, max_steps=1000, device=device,
                         parallel="fsdp" if ranks > 1 else "none", compile=compile_)
     return RunConfig("synthe", model, DataConfig(name="copy", seq_len=seq_len, vocab_size=32000), train).to_dict()
 
 
 def measure(preset: str, ranks: int, compile_: bool, args) -> dict:
-    run = run_config(preset, args.seq_len, args.batch, ranks, compile_, args.quick)
+    run = run_config(preset, args.seq_len, args.batch, ranks, compile_, args.quick, args.device)
     start = time.perf_counter()
     try:
-        result = spawn_local(throughput_run, ranks, run, args.steps, args.warmup, threads_per_rank=args.threads)[0]
+        if args.device == "cpu":
+            result = spawn_local(throughput_run, ranks, run, args.steps, args.warmup, threads_per_rank=args.threads)[0]
+        else:  # one GPU: this process is the only rank
+            result = throughput_run(None, run, args.steps, args.warmup)
     except Exception as err:  # torch.compile without a working C++ toolchain, out of memory, ...
         return {"preset": preset, "ranks": ranks, "compile": compile_, "error": f"{type(err).__name__}: {err}"[:200]}
     seconds = statistics.median(result["seconds"])
     tokens_per_s = args.batch * args.seq_len / seconds
-    peak = None if args.peak_tflops is None else args.peak_tflops * 1e12
-    return {"preset": preset, "ranks": ranks, "compile": compile_, "step_s": seconds, "tokens_per_s": tokens_per_s,
+    configured = None if args.peak_tflops is None else args.peak_tflops * 1e12
+    peak = peak_flops(torch.device(args.device), configured)
+    return {"preset": preset, "ranks": ranks, "compile": compile_, "device": args.device, "step_s": seconds,
+            "tokens_per_s": tokens_per_s,
             "mfu": mfu(result["flops_per_token"], tokens_per_s, peak, ranks), "losses": result["losses"],
             "gflop_per_token": result["flops_per_token"] / 1e9, "wall_s": time.perf_counter() - start}
 
@@ -88,7 +100,7 @@ def plot(rows: list[dict], path: Path) -> None:
               for r in ok]
     ax.bar(range(len(ok)), [r["tokens_per_s"] for r in ok], color=["C1" if r["compile"] else "C0" for r in ok])
     ax.set_xticks(range(len(ok)), labels, fontsize=7)
-    ax.set(ylabel="training tokens/s (CPU)", title="SYNTHE training throughput")
+    ax.set(ylabel=f"training tokens/s ({ok[0]['device'] if ok else 'cpu'})", title="SYNTHE training throughput")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     with atomic_open(path, "wb") as fh:
@@ -106,22 +118,29 @@ def main() -> None:
     p.add_argument("--seq_len", type=int)
     p.add_argument("--threads", type=int, default=1, help="threads per rank")
     p.add_argument("--peak_tflops", type=float, help="peak TFLOP/s of one rank, for the MFU column")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="cpu: 1 and 2 ranks (gloo); cuda: one GPU, one rank, bf16 autocast")
     p.add_argument("--out", default="runs/benchmarks")
     args = p.parse_args()
-    args.steps = args.steps or (2 if args.quick else 4)
-    args.batch = args.batch or (4 if args.quick else 8)
-    args.seq_len = args.seq_len or (64 if args.quick else 256)
+    gpu = args.device == "cuda"
+    if gpu and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is visible to torch")
+    args.steps = args.steps or (2 if args.quick else (10 if gpu else 4))
+    args.batch = args.batch or (4 if args.quick else (32 if gpu else 8))
+    args.seq_len = args.seq_len or (64 if args.quick else (1024 if gpu else 256))
     presets = ("quick",) if args.quick else ("tiny", "small_60m")
     rows = []
     for preset in presets:
         for compile_ in (False, True) if args.compile else (False,):
-            for ranks in (1, 2):
+            for ranks in (1,) if gpu else (1, 2):
                 rows.append(measure(preset, ranks, compile_, args))
                 print(f"{preset} ranks={ranks} compile={compile_}: "
                       + (rows[-1].get("error") or f"{rows[-1]['tokens_per_s']:.0f} tokens/s"), flush=True)
-    header = (f"SYNTHE training on CPU ({'quick: d=64, 2 blocks' if args.quick else 'presets at vocabulary 32,000'}), "
-              f"T={args.seq_len}, global batch {args.batch}, {args.threads} thread(s) per rank, median of {args.steps} "
-              f"steps after {args.warmup} warm-up; 2 ranks: FSDP2 over gloo\n\n")
+    where = (f"one GPU ({torch.cuda.get_device_name()}), bf16 autocast" if gpu
+             else f"CPU, {args.threads} thread(s) per rank; 2 ranks: FSDP2 over gloo")
+    header = (f"SYNTHE training ({'quick: d=64, 2 blocks' if args.quick else 'presets at vocabulary 32,000'}), "
+              f"T={args.seq_len}, global batch {args.batch}, median of {args.steps} steps after {args.warmup} "
+              f"warm-up; {where}\n\n")
     write_report(Path(args.out), "synthe_scale", header + table(rows), plot, rows)
 
 

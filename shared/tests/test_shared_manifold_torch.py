@@ -161,7 +161,7 @@ def _edge_cases(m, dtype):
             ("transp(o, o, v)", lambda o, v: m.transp(o, o, v), (apex, v)),
             ("dist(far, x)", lambda f, x: m.dist(f, x), (far, x)),
             ("dist(far, far)", lambda f: m.dist(f, f), (far,)),
-            ("dist(far, mirror)", lambda f: m.dist(f, f * torch.tensor([1.0, -1.0, -1.0], dtype=dtype)), (far,)),
+            ("dist(far, mirror)", lambda f: m.dist(f, f * torch.tensor([1.0, -1.0, -1.0], dtype=dtype, device=f.device)), (far,)),
             ("log(x, far)", lambda x, f: m.log(x, f), (x, far)),
             ("exp(far, v)", lambda f, v: m.exp(f, _unit_tangent(m, f, v)), (far, v)),
             ("transp(far, x, v)", lambda f, x, v: m.transp(f, x, _unit_tangent(m, f, v)), (far, x, v)),

@@ -224,6 +224,8 @@ def throughput_run(env, run: dict, steps: int, warmup: int = 1) -> dict:
         barrier()
         start = time.perf_counter()
         record = trainer.train_step()
+        if trainer.device.type == "cuda":  # the step's kernels are done before the clock stops
+            torch.cuda.synchronize(trainer.device)
         if i >= warmup:
             seconds.append(time.perf_counter() - start)
             losses.append(record["loss"])

@@ -101,7 +101,8 @@ def apply_fsdp(
         ``("replicate", "shard")`` gives HSDP (shard inside a node, replicate across nodes).
     reshard_after_forward : bool
         Free each block's gathered parameters after its forward (ZeRO-3, least memory);
-        ``False`` keeps them until backward (ZeRO-2 style, less communication).
+        ``False`` keeps them until backward (ZeRO-2 style, less communication). The root unit
+        always keeps its parameters gathered until backward, which starts with them.
     mp_policy : torch.distributed.fsdp.MixedPrecisionPolicy, optional
         E.g. ``MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)``
         on GPUs.
@@ -133,7 +134,11 @@ def apply_fsdp(
         kwargs["shard_placement_fn"] = lambda p: placement_types.Shard(_balanced_shard_dim(tuple(p.shape), shards))
     for unit in units:
         fsdp.fully_shard(unit, **kwargs)
-    fsdp.fully_shard(model, **kwargs)  # torch keeps the root gathered after forward by itself
+    # The root unit (embedding, head, ...) stays gathered from forward to backward: its parameters
+    # are the first that backward needs. Passing ``reshard_after_forward=True`` to the root makes
+    # torch free them and relies on hooks on the model's outputs to gather them again; torch 2.11
+    # does not gather them for a dataclass output ("setStorage ... storage of size 0" in backward).
+    fsdp.fully_shard(model, **{**kwargs, "reshard_after_forward": False})
     return model
 
 
