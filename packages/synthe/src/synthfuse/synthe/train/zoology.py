@@ -25,7 +25,10 @@ VARIANTS = ("synthe", "synthe-no-delta", "transformer")
 class ZoologySpec:
     """Sizes of one Zoology run (defaults: the issue's MQAR target, vocab 8192, 2 blocks, width 128).
 
-    ``min_lr`` is the floor of the cosine schedule (capped at ``lr``).
+    ``min_lr`` is the floor of the cosine schedule (capped at ``lr``). ``batch_size`` is 128: MQAR
+    scores only the query positions (4 per sequence at seq 64), and at 64 sequences per step the
+    step at which accuracy takes off varied so much with the seed that 1,500 steps ended at 98.4%,
+    11.1% or 87.5% (seeds 0, 1, 2); at 128 seeds 0 and 1 end at 99.5% and 100%.
     """
 
     task: str = "mqar"
@@ -36,7 +39,7 @@ class ZoologySpec:
     n_layers: int = 2
     n_heads: int = 2
     steps: int = 1500
-    batch_size: int = 64
+    batch_size: int = 128
     lr: float = 3e-3
     min_lr: float = 1e-3
     warmup_steps: int = 50
