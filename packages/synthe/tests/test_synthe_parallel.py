@@ -27,7 +27,8 @@ from synthfuse.synthe.train import parallel as par
 from synthfuse.synthe.cli import main
 from synthfuse.synthe.train import find_checkpoint, load_trained
 from synthfuse.synthe.train.cli import run_config_from_args
-from synthfuse.synthe.train.flops import PEAK_FLOPS, mfu, model_flops_per_token, peak_flops, synthe_forward_flops
+from synthfuse.synthe.train.flops import (PEAK_FLOPS, mfu, model_flops, model_flops_per_token, peak_flops,
+                                          synthe_forward_flops)
 from synthfuse.synthe.train.trainer import CHECKPOINT, SHARDED
 
 TOL = 1e-5
@@ -259,7 +260,9 @@ def test_synthe_parallel_metrics_log_tokens_per_second_and_mfu(tmp_path):
     assert len(records) == 2
     for r in records:
         assert r["tokens_per_s"] > 0
-        assert r["mfu"] == pytest.approx(trainer.flops_per_token * r["tokens_per_s"] / 1e12)
+        assert r["mfu"] == pytest.approx(r["flops_per_token"] * r["tokens_per_s"] / 1e12)
+        # masked targets: the heads ran on fewer rows than the dense count assumes
+        assert r["flops_per_token"] < model_flops_per_token(trainer.model, trainer.run.data.seq_len)
     assert (tmp_path / "checkpoint.pt").exists() and not (tmp_path / SHARDED).exists()
 
 
@@ -290,6 +293,31 @@ def test_synthe_parallel_flops_match_torch_flop_counter(small_config, overrides,
     with FlopCounterMode(display=False) as counter:
         model(x, targets=x, early_exit=False)
     assert synthe_forward_flops(cfg, seq_len) == counter.get_total_flops()
+
+
+@pytest.mark.parametrize("overrides, seq_len", [({}, 40), ({"router_aux_weight": 0.0, "hub": False}, 32)])
+def test_synthe_parallel_flops_at_scored_rows_match_torch_flop_counter(small_config, overrides, seq_len):
+    """Training runs the heads at scored rows only: FlopCount.step is 3x what torch counts then."""
+    cfg = small_config(probe_threshold=2.0, **overrides)  # every probe fires
+    model = Synthe(cfg).train()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, cfg.vocab_size, (2, seq_len), generator=g)
+    y = torch.where(torch.rand(2, seq_len, generator=g) < 0.3, x, torch.full_like(x, -100))
+    n, n_aux = par.scored_counts(y, cfg.router_aux_stride).tolist()
+    with FlopCounterMode(display=False) as counter:
+        model(x, targets=y, early_exit=False, scored_logits=True)
+    count = model_flops(model, seq_len)
+    assert count.step(2, n, n_aux) == 3 * counter.get_total_flops()
+    assert 0 < n < 2 * seq_len and count.per_token(2, n, n_aux) < model_flops_per_token(model, seq_len)
+
+
+def test_synthe_parallel_transformer_flops_at_scored_rows():
+    baseline = _trainer(model_type="transformer").model
+    c, t = baseline.config, 16
+    dense = model_flops_per_token(baseline, t)
+    assert model_flops(baseline, t).per_token(4, 4 * t) == pytest.approx(dense)  # every row scored
+    skipped = 4 * t - 10  # rows without a target: no head there (2 d V forward each, 3x in training)
+    assert model_flops(baseline, t).per_token(4, 10) == pytest.approx(dense - 3 * skipped * 2 * c.d_model * c.vocab_size / (4 * t))
 
 
 def test_synthe_parallel_mfu_and_peak_table():

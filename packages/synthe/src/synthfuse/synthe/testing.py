@@ -210,7 +210,7 @@ def throughput_run(env, run: dict, steps: int, warmup: int = 1) -> dict:
 
     For ``benchmarks/synthe_scale.py`` (started on each rank by
     :func:`~synthfuse.shared.distributed.spawn_local`). Returns ``{"seconds": [...], "losses":
-    [...], "flops_per_token": F, "world_size": W}``.
+    [...], "flops_per_token": F, "world_size": W}``, ``F`` the timed steps' mean training FLOPs per token.
     """
     import time
 
@@ -219,7 +219,7 @@ def throughput_run(env, run: dict, steps: int, warmup: int = 1) -> dict:
     from synthfuse.synthe.train.trainer import Trainer
 
     trainer = Trainer(RunConfig.from_dict(run), progress=False)
-    seconds, losses = [], []
+    seconds, losses, flops = [], [], []
     for i in range(warmup + steps):
         barrier()
         start = time.perf_counter()
@@ -229,5 +229,6 @@ def throughput_run(env, run: dict, steps: int, warmup: int = 1) -> dict:
         if i >= warmup:
             seconds.append(time.perf_counter() - start)
             losses.append(record["loss"])
-    return {"seconds": seconds, "losses": losses, "flops_per_token": trainer.flops_per_token,
+            flops.append(record["flops_per_token"])
+    return {"seconds": seconds, "losses": losses, "flops_per_token": sum(flops) / len(flops),
             "world_size": trainer.env.world_size}

@@ -14,14 +14,14 @@ Public API
   :class:`BpeTokenizer` / char / byte, memory-mapped uint16/uint32 shards, resumable) and
   :class:`ShardData` (random windows over the shards; ``batch_rows`` reads one rank's rows).
 - Zoology: :class:`ZoologySpec`, :func:`run_zoology`; diagnostics: :func:`probe_report`.
-- Throughput: :func:`model_flops_per_token`, :func:`synthe_forward_flops`, :func:`mfu`
-  (:mod:`.flops`); multi-process training helpers in :mod:`.parallel`.
+- Throughput: :func:`model_flops` (a :class:`FlopCount`, heads at scored rows only),
+  :func:`model_flops_per_token`, :func:`synthe_forward_flops`, :func:`mfu` (:mod:`.flops`); multi-process training helpers in :mod:`.parallel`.
 """
 
 from synthfuse.synthe.train.bpe import BpeTokenizer
 from synthfuse.synthe.train.config import DataConfig, RunConfig, TrainConfig
 from synthfuse.synthe.train.data import batch_generator, build_data
-from synthfuse.synthe.train.flops import mfu, model_flops_per_token, synthe_forward_flops
+from synthfuse.synthe.train.flops import FlopCount, mfu, model_flops, model_flops_per_token, synthe_forward_flops
 from synthfuse.synthe.train.probe_report import plot_probe_report, probe_report
 from synthfuse.synthe.train.restore import find_checkpoint, load_trained
 from synthfuse.synthe.train.shards import ShardData, prepare_shards
@@ -35,6 +35,7 @@ __all__ = [
     "ByteTokenizer",
     "CharTokenizer",
     "DataConfig",
+    "FlopCount",
     "RunConfig",
     "ShardData",
     "SyntheticData",
@@ -52,6 +53,7 @@ __all__ = [
     "lr_factor",
     "masked_accuracy",
     "mfu",
+    "model_flops",
     "model_flops_per_token",
     "mqar",
     "parity",

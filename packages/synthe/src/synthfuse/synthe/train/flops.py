@@ -31,18 +31,27 @@ For SYNTHE, per token of a length-:math:`T` window (``d`` model width, ``H`` hea
 Probes are counted as if every token fired (their output projection runs only for firing
 tokens). The Transformer baseline uses the PaLM formula :math:`6N + 12 L d T` with
 :math:`N` its non-embedding parameters plus the LM head.
+
+Training runs the vocabulary heads only where a target is scored (:mod:`synthfuse.synthe.head`:
+MQAR scores 4 of 64 positions), so a step's count is taken from :class:`FlopCount`, which keeps
+the heads apart: :math:`3 (B F_{\text{body}} + n\, 2 d V + n_{\text{aux}}\, E\, 2 d V)` for
+:math:`B` windows with :math:`n` scored positions, :math:`n_{\text{aux}}` of them on the router's
+stride and :math:`E` exit points. :func:`model_flops_per_token` is the count with every position
+scored (language modelling).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from synthfuse.synthe.config import SyntheConfig
 
-__all__ = ["PEAK_FLOPS", "mfu", "model_flops_per_token", "peak_flops", "synthe_forward_flops"]
+__all__ = ["PEAK_FLOPS", "FlopCount", "mfu", "model_flops", "model_flops_per_token", "peak_flops",
+           "synthe_forward_flops"]
 
 #: Dense bf16 peak FLOP/s by GPU name fragment (vendor data sheets, without sparsity).
 PEAK_FLOPS = {
@@ -63,11 +72,18 @@ def _chunk(chunk_size: int, length: int) -> int:
 
 
 def synthe_forward_flops(config: SyntheConfig, seq_len: int, training: bool = True) -> float:
-    """Matrix-product FLOPs of one forward pass over a window of ``seq_len`` tokens.
+    """Matrix-product FLOPs of one forward pass over a window of ``seq_len`` tokens, the heads at
+    every position.
 
     See the module docstring for the terms; ``training`` adds the router's auxiliary heads
     (when ``router_aux_weight > 0``). Divide by ``seq_len`` for a per-token count.
     """
+    count = _synthe_flop_count(config, seq_len)
+    aux_rows = -(-seq_len // config.router_aux_stride) if training else 0
+    return count.body + seq_len * count.head + aux_rows * count.aux_head
+
+
+def _synthe_flop_count(config: SyntheConfig, seq_len: int) -> "FlopCount":
     if seq_len < 1:
         raise ValueError(f"seq_len must be >= 1; got {seq_len}")
     t, d, h, v = seq_len, config.d_model, config.n_heads, config.vocab_size
@@ -87,20 +103,58 @@ def synthe_forward_flops(config: SyntheConfig, seq_len: int, training: bool = Tr
         total += 2 * t * d * hd + 2 * t * d * d + 4 * t * hd * d
         total += 2 * hd * hd * (2 * (t // config.sentence_len) + t // config.discourse_len)
     exits = len(config.exit_layers)
-    total += exits * 2 * t * (d + 1) + 2 * t * d * v
-    if training and config.router_aux_weight > 0 and exits:
-        total += exits * 2 * (-(-t // config.router_aux_stride)) * d * v
-    return float(total)
+    total += exits * 2 * t * (d + 1)  # router scores
+    aux_head = exits * 2 * d * v if config.router_aux_weight > 0 else 0
+    return FlopCount(seq_len=t, body=float(total), head=float(2 * d * v), aux_head=float(aux_head))
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    """Forward FLOPs of one window, the vocabulary heads apart (they run only at scored rows).
+
+    ``body``: everything but the heads, per window of ``seq_len`` tokens; ``head``: the LM head
+    per row it runs on (:math:`2 d V`); ``aux_head``: the router's auxiliary heads per row
+    (:math:`E \\cdot 2 d V`, 0 without exits or auxiliary objective).
+    """
+
+    seq_len: int
+    body: float
+    head: float
+    aux_head: float = 0.0
+
+    def step(self, windows: int, head_rows: int, aux_rows: int = 0) -> float:
+        """Training FLOPs (3x forward) of a step over ``windows`` windows whose LM head ran on
+        ``head_rows`` rows and the auxiliary heads on ``aux_rows``."""
+        return 3.0 * (windows * self.body + head_rows * self.head + aux_rows * self.aux_head)
+
+    def per_token(self, windows: int, head_rows: int, aux_rows: int = 0) -> float:
+        """:meth:`step` divided by the ``windows * seq_len`` tokens of the step."""
+        return self.step(windows, head_rows, aux_rows) / (windows * self.seq_len)
+
+
+def model_flops(model: nn.Module, seq_len: int) -> FlopCount:
+    """The :class:`FlopCount` of a SYNTHE or Transformer model on windows of ``seq_len`` tokens.
+
+    The Transformer's body is PaLM's :math:`2 N_{\\text{body}} T + 4 L d T^2` (a third of
+    :math:`(6N + 12 L d T) T`), :math:`N_{\\text{body}}` its parameters less the tied embedding.
+    """
+    config = getattr(model, "config", None)
+    if isinstance(config, SyntheConfig):
+        return _synthe_flop_count(config, seq_len)
+    if config is not None and hasattr(config, "n_layers"):  # tied embedding = the LM head: counted once
+        d, v = config.d_model, config.vocab_size
+        body_params = sum(p.numel() for p in model.parameters()) - d * v
+        body = 2.0 * body_params * seq_len + 4.0 * config.n_layers * d * seq_len * seq_len
+        return FlopCount(seq_len=seq_len, body=body, head=float(2 * d * v))
+    raise TypeError(f"no FLOP count for {type(model).__name__}; expected Synthe or TransformerBaseline")
 
 
 def model_flops_per_token(model: nn.Module, seq_len: int) -> float:
-    """Training FLOPs per token, :math:`3 F_{\\text{fwd}} / T`, of a SYNTHE or Transformer model."""
-    config = getattr(model, "config", None)
-    if isinstance(config, SyntheConfig):
-        return 3.0 * synthe_forward_flops(config, seq_len) / seq_len
-    if config is not None and hasattr(config, "n_layers"):  # tied embedding = the LM head: counted once
-        return 6.0 * sum(p.numel() for p in model.parameters()) + 12.0 * config.n_layers * config.d_model * seq_len
-    raise TypeError(f"no FLOP count for {type(model).__name__}; expected Synthe or TransformerBaseline")
+    """Training FLOPs per token, :math:`3 F_{\\text{fwd}} / T`, of a SYNTHE or Transformer model,
+    every position scored (the auxiliary heads on every ``router_aux_stride``-th)."""
+    count = model_flops(model, seq_len)
+    stride = getattr(model.config, "router_aux_stride", 1)
+    return count.per_token(1, seq_len, -(-seq_len // stride) if count.aux_head else 0)
 
 
 def peak_flops(device: torch.device, configured: float | None = None) -> float | None:

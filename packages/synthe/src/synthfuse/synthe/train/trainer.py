@@ -41,7 +41,7 @@ from synthfuse.synthe.model import Synthe
 from synthfuse.synthe.train import parallel
 from synthfuse.synthe.train.config import RunConfig
 from synthfuse.synthe.train.data import batch_generator, build_data
-from synthfuse.synthe.train.flops import mfu, model_flops_per_token, peak_flops
+from synthfuse.synthe.train.flops import mfu, model_flops, peak_flops
 
 CHECKPOINT = "checkpoint.pt"
 #: Sharded checkpoints of a multi-process run: ``out_dir/checkpoints/step_<n>/``.
@@ -139,7 +139,7 @@ class Trainer:
         self.data = build_data(run.data) if data is None else data
         torch.manual_seed(t.seed)  # the same initial weights on every rank
         model = build_model(run, self.data.vocab_size).to(getattr(torch, t.dtype))
-        self.flops_per_token = model_flops_per_token(model, run.data.seq_len)
+        self.flops = model_flops(model, run.data.seq_len)  # a step's count: from its scored rows
         self.peak_flops = peak_flops(self.device, t.peak_flops)
         self.model, self.net = parallel.prepare_model(model, t, self.env)
         self.optimizer = torch.optim.AdamW(_param_groups(self.model, t.weight_decay), lr=t.lr,
@@ -177,7 +177,8 @@ class Trainer:
         ``grad_accum`` forward/backward passes over equal micro-batches, each loss weighted by its
         share of the global batch's scored tokens (:func:`~.parallel.loss_weights`), so the
         accumulated (and, across ranks, averaged) gradient is the gradient of the whole batch's
-        mean loss. Returns the batch's ``loss`` and ``lm_loss`` (global values, equal on every rank).
+        mean loss. Returns the batch's ``loss`` and ``lm_loss`` (global values, equal on every rank)
+        and the step's training ``flops_per_token`` (the heads counted at the scored rows only).
 
         Raises
         ------
@@ -216,7 +217,9 @@ class Trainer:
         reduced = all_reduce_mean(torch.cat([logged, nonfinite_flags(*losses)]))
         raise_if_nonfinite(reduced[2:], self.step + 1, hint=NONFINITE_HINT)
         lm_loss, aux_loss = reduced[:2].tolist()
-        return {"loss": lm_loss + aux_weight * aux_loss, "lm_loss": lm_loss}
+        scored, scored_aux = (int(n) for n in total.tolist())
+        return {"loss": lm_loss + aux_weight * aux_loss, "lm_loss": lm_loss,
+                "flops_per_token": self.flops.per_token(t.batch_size, scored, scored_aux)}
 
     def _gradient_sync(self, sync: bool):
         """Skip the gradient all-reduce / reduce-scatter on all but the last micro-batch."""
@@ -287,7 +290,8 @@ class Trainer:
         try:
             while self.step < last:
                 record = self.train_step()
-                utilisation = mfu(self.flops_per_token, record["tokens_per_s"], self.peak_flops, self.env.world_size)
+                utilisation = mfu(record["flops_per_token"], record["tokens_per_s"], self.peak_flops,
+                                  self.env.world_size)
                 if utilisation is not None:
                     record["mfu"] = utilisation
                 out_of_time = t.time_budget_s is not None and self.elapsed >= t.time_budget_s
