@@ -220,7 +220,11 @@ def test_mqar_target_seq64_4pairs_full_run():
 
 @pytest.mark.slow
 def test_mqar_target_seq128_8pairs_full_run():
-    """The issue's second target: >= 99% MQAR accuracy (seq 128, 8 pairs) within 2,000 steps."""
+    """The issue's second target: >= 99% MQAR accuracy (seq 128, 8 pairs) within 2,000 steps.
+
+    Not met reliably yet: at the config's seed 0 the lookup takes off at step 1,600 on the CPU and
+    the run ends at 69.3% (seed 1: 99.2% at step 1,600); see the README's MQAR section.
+    """
     _mqar_full_run("synthe_mqar_seq128.yaml")
 
 
