@@ -15,7 +15,8 @@ Public API
   :class:`ShardData` (random windows over the shards; ``batch_rows`` reads one rank's rows).
 - Zoology: :class:`ZoologySpec`, :func:`run_zoology`; diagnostics: :func:`probe_report`.
 - Throughput: :func:`model_flops` (a :class:`FlopCount`, heads at scored rows only),
-  :func:`model_flops_per_token`, :func:`synthe_forward_flops`, :func:`mfu` (:mod:`.flops`); multi-process training helpers in :mod:`.parallel`.
+  :func:`model_flops_per_token`, :func:`synthe_forward_flops`, :func:`mfu` (:mod:`.flops`);
+  multi-process training helpers in :mod:`.parallel`.
 """
 
 from synthfuse.synthe.train.bpe import BpeTokenizer

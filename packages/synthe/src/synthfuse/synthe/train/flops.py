@@ -83,7 +83,7 @@ def synthe_forward_flops(config: SyntheConfig, seq_len: int, training: bool = Tr
     return count.body + seq_len * count.head + aux_rows * count.aux_head
 
 
-def _synthe_flop_count(config: SyntheConfig, seq_len: int) -> "FlopCount":
+def _synthe_flop_count(config: SyntheConfig, seq_len: int) -> FlopCount:
     if seq_len < 1:
         raise ValueError(f"seq_len must be >= 1; got {seq_len}")
     t, d, h, v = seq_len, config.d_model, config.n_heads, config.vocab_size
