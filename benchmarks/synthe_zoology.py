@@ -4,9 +4,10 @@ The anchor is the same-size causal Transformer trained by the same harness for t
 step budget; the table gives each model's held-out accuracy (argmax at the scored positions)
 and its ratio to the anchor's, and the first evaluation step at which it reached 99%. MQAR runs
 with the AttentionProbe off. Defaults are the issue's targets: MQAR seq 64 / 4 pairs, vocabulary
-8192, 2 blocks, width 128, 1,500 steps (``--seq_len 128 --num_kv_pairs 8 --steps 2000`` for the
-second target); ``--tasks mqar copy parity s5`` runs the whole suite, ``--variants`` a subset of
-the models (the ratio column needs the Transformer in the same run). Every default is
+8192, 2 blocks, width 128, 1,500 steps (``--seq_len 128 --num_kv_pairs 8 --steps 2000
+--delta_dt_range 1e-4 1e-3`` for the second target, as in ``configs/synthe_mqar_seq128.yaml``);
+``--tasks mqar copy parity s5`` runs the whole suite, ``--variants`` a subset of the models (the
+ratio column needs the Transformer in the same run). Every default is
 :class:`~synthfuse.synthe.train.ZoologySpec`'s.
 
     python benchmarks/synthe_zoology.py [--quick] [--tasks mqar] [--variants synthe transformer] [--steps 1500]
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for name in ("steps", "seq_len", "num_kv_pairs", "batch_size", "lr", "eval_interval", "seed", "device"):
         default = getattr(ZoologySpec, name)
         parser.add_argument(f"--{name}", type=type(default), default=default)
+    parser.add_argument("--delta_dt_range", nargs=2, type=float, default=ZoologySpec.delta_dt_range,
+                        metavar=("LOW", "HIGH"), help="initial DeltaLayer step sizes")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
     args = parser.parse_args(argv)
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for task in args.tasks:
         spec = ZoologySpec(task=task, seq_len=args.seq_len, num_kv_pairs=args.num_kv_pairs, steps=args.steps,
-                           batch_size=args.batch_size, lr=args.lr, eval_interval=args.eval_interval, seed=args.seed,
+                           delta_dt_range=tuple(args.delta_dt_range), batch_size=args.batch_size, lr=args.lr, eval_interval=args.eval_interval, seed=args.seed,
                            device=args.device)
         if args.quick:
             spec = ZoologySpec(task=task, seq_len=16, num_kv_pairs=2, vocab_size=64, d_model=32, steps=30,

@@ -128,8 +128,9 @@ def cmd_zoology(args) -> int:
     for task in args.tasks:
         spec = ZoologySpec(task="s5" if task == "state" else task, seq_len=args.seq_len, num_kv_pairs=args.num_kv_pairs,
                            vocab_size=args.vocab_size, d_model=args.d_model, n_layers=args.n_layers,
-                           n_heads=args.n_heads, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                           eval_interval=args.eval_interval, seed=args.seed, device=args.device)
+                           n_heads=args.n_heads, delta_dt_range=tuple(args.delta_dt_range), steps=args.steps,
+                           batch_size=args.batch_size, lr=args.lr, eval_interval=args.eval_interval, seed=args.seed,
+                           device=args.device)
         rows += run_zoology(spec, args.variants, progress=not args.no_progress)
     out = Path(args.out_dir)
     atomic_write_text(out / "zoology.json", json.dumps(rows, indent=1))
@@ -199,6 +200,8 @@ def add_subcommands(sub) -> None:
                  "lr", "eval_interval", "seed"):  # defaults: ZoologySpec's (the MQAR target run)
         default = getattr(ZoologySpec, name)
         p.add_argument(f"--{name}", type=type(default), default=default)
+    p.add_argument("--delta_dt_range", nargs=2, type=float, default=ZoologySpec.delta_dt_range, metavar=("LOW", "HIGH"),
+                   help="initial DeltaLayer step sizes (forgetting rate exp(A) dt per token, A in [1, 16])")
     p.add_argument("--device", default="auto")
     p.add_argument("--out_dir", default="runs/zoology")
     p.add_argument("--no_progress", action="store_true")
