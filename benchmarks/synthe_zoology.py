@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for task in args.tasks:
         spec = ZoologySpec(task=task, seq_len=args.seq_len, num_kv_pairs=args.num_kv_pairs, steps=args.steps,
-                           delta_dt_range=tuple(args.delta_dt_range), batch_size=args.batch_size, lr=args.lr, eval_interval=args.eval_interval, seed=args.seed,
-                           device=args.device)
+                           delta_dt_range=tuple(args.delta_dt_range), batch_size=args.batch_size, lr=args.lr,
+                           eval_interval=args.eval_interval, seed=args.seed, device=args.device)
         if args.quick:
             spec = ZoologySpec(task=task, seq_len=16, num_kv_pairs=2, vocab_size=64, d_model=32, steps=30,
                                batch_size=16, lr=args.lr, eval_interval=10, eval_batches=2, device=args.device)

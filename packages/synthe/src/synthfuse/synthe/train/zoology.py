@@ -62,7 +62,8 @@ def zoology_run_config(spec: ZoologySpec, variant: str) -> RunConfig:
         raise ValueError(f"unknown Zoology variant {variant!r}; choose from {VARIANTS}")
     model = SyntheConfig(
         vocab_size=spec.vocab_size, d_model=spec.d_model, n_layers=spec.n_layers, n_heads=spec.n_heads,
-        delta_dt_range=tuple(spec.delta_dt_range), chunk_size=min(64, 1 << (spec.seq_len - 1).bit_length()), delta=variant != "synthe-no-delta",
+        delta_dt_range=tuple(spec.delta_dt_range), chunk_size=min(64, 1 << (spec.seq_len - 1).bit_length()),
+        delta=variant != "synthe-no-delta",
         **({"probe_layers": []} if spec.task == "mqar" else {}),
     )
     data = DataConfig(name=spec.task, seq_len=spec.seq_len, vocab_size=spec.vocab_size, num_kv_pairs=spec.num_kv_pairs)
