@@ -8,12 +8,14 @@ degree-3 polynomial epsilon-SVR per leaf of that same partition:
 * ours: the degree-3 polynomial features, packed into tiles, every expert solved in one jitted call
   (the estimator's defaults: C = 1, epsilon = 0.1, smoothing 2, lam_tree = 30).
 
-"ours" is the steady-state time (pack + solve, median of 3 runs, after compiling); the first call's
+"ours" is the steady-state time (pack + solve, median of 5 runs, after compiling); the first call's
 extra time is reported apart as "compile". Two columns time the parts of "ours" that grow with
 K on their own: the per-expert Gram sums and the batched Cholesky + triangular inverse of the
 K majorizers (P x P each). The table also gives "first fit": a full
 ``MixtureOfSVRExperts().fit`` at N = 1,000 in a fresh process (compile included; the import and
-JAX's backend start, reported apart, excluded), and the warm refit. Targets from the issue: >= 5x faster at N = 20,000, K = 8; >= 1.5x at K = 512;
+JAX's backend start, reported apart, excluded), and the warm refit. A last table times the
+largest-K solve with the small leaves (at most S samples) left out: what a special path for small
+leaves could save at best. Targets from the issue: >= 5x faster at N = 20,000, K = 8; >= 1.5x at K = 512;
 solve time flat across K within 1.5x; first fit at N = 1,000 under 1 s.
 
     python benchmarks/acr_scaling.py            # full run
@@ -89,7 +91,7 @@ def batched(phi, yz, leaf, device) -> tuple[float, float, int]:
 
     before = trace_count()
     first, _ = run()
-    times, iters = zip(*(run() for _ in range(3)))
+    times, iters = zip(*(run() for _ in range(5)))
     steady = float(np.median(times))
     compile_s = max(first - steady, 0.0) if trace_count() > before else 0.0
     return steady, compile_s, iters[0]
@@ -98,8 +100,8 @@ def batched(phi, yz, leaf, device) -> tuple[float, float, int]:
 def pieces(phi, yz, leaf, device) -> tuple[float, float]:
     """(Gram s, factorization s): the solver's per-expert Gram sums and the batched Cholesky +
     triangular inverse of the K x P x P majorizers, timed alone on the same packed problem
-    (median of 3 after a compile): the parts of "ours" that grow with K."""
-    from synthfuse.acr._experts import _gram
+    (median of 5 after a compile): the parts of "ours" that grow with K."""
+    from synthfuse.acr._experts import _gram, _inverse_cholesky_factor
 
     problem = pack_problem(phi, yz, leaf, int(leaf.max()) + 1)
     n_experts, P = problem.bucket.n_experts, problem.bucket.n_features
@@ -107,9 +109,7 @@ def pieces(phi, yz, leaf, device) -> tuple[float, float]:
 
     @jax.jit
     def factor(M):
-        M = M + jnp.eye(P, dtype=M.dtype)  # as the solver: SPD after its jitter
-        return jax.scipy.linalg.solve_triangular(jnp.linalg.cholesky(M), jnp.broadcast_to(jnp.eye(P), M.shape),
-                                                 lower=True)
+        return _inverse_cholesky_factor(M + jnp.eye(P, dtype=M.dtype))  # as the solver: SPD after its jitter
 
     args = jax.device_put((problem.phi, problem.weight, problem.tile_expert), device)
     M = gram(*args)
@@ -117,13 +117,27 @@ def pieces(phi, yz, leaf, device) -> tuple[float, float]:
     def timed(fn, *a):
         fn(*a).block_until_ready()
         times = []
-        for _ in range(3):
+        for _ in range(5):
             t0 = time.perf_counter()
             fn(*a).block_until_ready()
             times.append(time.perf_counter() - t0)
         return float(np.median(times))
 
     return timed(gram, *args), timed(factor, M)
+
+
+def large_leaves_only(phi, yz, leaf, min_rows: int, device) -> dict:
+    """Time of the batched solve restricted to the leaves with more than ``min_rows`` samples.
+
+    A bound on what any special treatment of small leaves (e.g. a dual form for leaves with fewer
+    samples than features) could buy: even if those leaves cost nothing, the solve still takes this long.
+    """
+    counts = np.bincount(leaf)
+    keep = counts > min_rows
+    rows = np.flatnonzero(keep[leaf])
+    new_id = np.cumsum(keep) - 1
+    ours, _, iters = batched(phi[rows], yz[rows], new_id[leaf[rows]], device)
+    return {"leaves kept": int(keep.sum()), "rows kept": len(rows), "ours s": ours, "iterations": iters}
 
 
 def first_fit() -> dict:
@@ -159,6 +173,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run")
     parser.add_argument("--device", choices=["cpu", "gpu"], default=None, help="JAX device (default: JAX's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--small-leaf", type=int, nargs="+", default=[16, 32, 55], metavar="S",
+                        help="also time the largest-K solve without the leaves of at most S samples")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
     args = parser.parse_args()
     sizes, ks = ([1000, 4000], [8, 64]) if args.quick else ([1000, 20000], [8, 64, 128, 512])
@@ -176,12 +192,21 @@ def main() -> None:
             print(f"  N={n} K={k}: serial {serial:.3f} s, ours {ours:.4f} s (+{compile_s:.2f} s compile)", flush=True)
     flat = [{"N": n, "max/min ours s over K": max(r["ours s"] for r in rows if r["N"] == n)
              / min(r["ours s"] for r in rows if r["N"] == n)} for n in sizes]
+    n, k = sizes[-1], ks[-1]
+    Z, yz, phi, leaf = partition(n, k, args.seed)
+    fastest = min(r["ours s"] for r in rows if r["N"] == n)
+    bound = []
+    for min_rows in [s for s in args.small_leaf if (np.bincount(leaf) > s).any()]:
+        row = {"N": n, "K": k, "leaves with more than": min_rows, **large_leaves_only(phi, yz, leaf, min_rows, device)}
+        bound.append({**row, "/ min ours s over K": row["ours s"] / fastest})
     fits = first_fit()
     report = (
         f"### Expert solve, batched JAX ({device.platform}) vs serial SVR(kernel='poly') loop\n\n"
         + format_table(rows)
         + "\n### Flatness across K (target <= 1.5)\n\n"
         + format_table(flat)
+        + f"\n### Only the leaves with more than S samples (N = {n}, K = {k}): small leaves left out\n\n"
+        + format_table(bound)
         + "\n### Full fit at N = 1,000 (fresh process; compile included in the first)\n\n"
         + format_table([{"JAX backend start s": fits["backend"], "first fit s": fits["first"],
                          "warm refit s": fits["warm"], "compiles": fits["compiles"]}])

@@ -212,3 +212,17 @@ def test_acr_experts_chunked_gram_matches_naive(monkeypatch, chunk_floats):
         A = phi[expert == k]
         np.testing.assert_allclose(gram[k, :4, :4], A.T @ A, rtol=1e-5, atol=1e-4)
     np.testing.assert_array_equal(gram[3:], 0.0)
+
+
+def test_acr_experts_inverse_cholesky_factor_matches_numpy():
+    # the solver's right-side triangular solve against numpy's inverse of numpy's Cholesky factor
+    from synthfuse.acr._experts import _inverse_cholesky_factor
+
+    rng = np.random.default_rng(12)
+    A = rng.normal(size=(6, 30, 9))
+    M = np.einsum("knp,knq->kpq", A, A) + 0.1 * np.eye(9)
+    L_inv = np.asarray(_inverse_cholesky_factor(M.astype(np.float32)), dtype=np.float64)
+    reference = np.linalg.inv(np.linalg.cholesky(M))
+    np.testing.assert_allclose(L_inv, reference, rtol=1e-3, atol=1e-3 * np.abs(reference).max())
+    np.testing.assert_array_equal(np.triu(L_inv[0], 1), 0.0)  # lower triangular
+    np.testing.assert_allclose(np.swapaxes(L_inv, 1, 2) @ L_inv, np.linalg.inv(M), rtol=1e-2, atol=1e-3)

