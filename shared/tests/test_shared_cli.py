@@ -52,3 +52,31 @@ def test_shared_package_parser_dispatch(capsys):
     with pytest.raises(SystemExit):
         cli.run_parser(parser, ["--version"])
     assert "synthfuse-x 1.2.3" in capsys.readouterr().out
+
+
+_EXIT_PROBE = """
+import atexit, sys
+from synthfuse.shared.cli import torchrun_exit
+atexit.register(lambda: print("finalized", flush=True))
+sys.stdout.write("buffered output")  # no newline, no flush: torchrun_exit must flush it
+raise SystemExit(torchrun_exit(3))
+"""
+
+
+@pytest.mark.parametrize("worker", [True, False])
+def test_shared_torchrun_exit_skips_finalization_only_in_torchrun_workers(worker, monkeypatch):
+    for key in ("TORCHELASTIC_RUN_ID", "WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    if worker:
+        monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+        monkeypatch.setenv("WORLD_SIZE", "2")
+    proc = subprocess.run([sys.executable, "-c", _EXIT_PROBE], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert proc.stdout.startswith("buffered output")
+    assert ("finalized" in proc.stdout) is not worker  # atexit handlers run only outside workers
+
+
+def test_shared_torchrun_exit_returns_the_code_in_a_one_process_job(monkeypatch):
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert cli.torchrun_exit(4) == 4

@@ -1,5 +1,6 @@
 """``python -m synthfuse.koda`` is ``synthfuse koda``."""
 
 from synthfuse.koda.cli import main
+from synthfuse.shared.cli import torchrun_exit
 
-raise SystemExit(main())
+raise SystemExit(torchrun_exit(main()))

@@ -2,6 +2,7 @@
 
 import sys
 
+from synthfuse.shared.cli import torchrun_exit
 from synthfuse.synthe.cli import main
 
-raise SystemExit(main(["train", *sys.argv[1:]]))
+raise SystemExit(torchrun_exit(main(["train", *sys.argv[1:]])))
