@@ -193,7 +193,7 @@ def main() -> None:
     flat = [{"N": n, "max/min ours s over K": max(r["ours s"] for r in rows if r["N"] == n)
              / min(r["ours s"] for r in rows if r["N"] == n)} for n in sizes]
     n, k = sizes[-1], ks[-1]
-    Z, yz, phi, leaf = partition(n, k, args.seed)
+    _, yz, phi, leaf = partition(n, k, args.seed)
     fastest = min(r["ours s"] for r in rows if r["N"] == n)
     bound = []
     for min_rows in [s for s in args.small_leaf if (np.bincount(leaf) > s).any()]:
